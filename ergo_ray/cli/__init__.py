@@ -1,0 +1,1 @@
+"""Command line: ``ergo-ray <stage>``. One module per stage, loaded on demand."""

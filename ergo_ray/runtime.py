@@ -1,0 +1,91 @@
+"""The only place that starts or connects to Ray and builds Ray Train configs.
+
+Library code never calls ``ray.init``; CLI stages and jobs call :func:`ensure_ray`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from ergo_ray.config.schema import RunConfig
+
+if TYPE_CHECKING:
+    import ray.train
+
+log = logging.getLogger("ergo_ray")
+
+#: Environment defaults that keep Ray quiet and light on a laptop (ray-2.60-notes §0, §6).
+_ENV_DEFAULTS = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "1",
+    "RAY_DATA_DOWNLOAD_PARTITION_MAX_ACTORS": "2",
+    "RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION": "0",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+def set_env_defaults() -> None:
+    """Set Ray environment defaults that must be in place before ``import ray``."""
+    for key, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    if not os.isatty(2):
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+
+def ensure_ray(cfg: RunConfig) -> None:
+    """Connect to the cluster in ``RAY_ADDRESS``, or start a local instance sized by the config.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Its ``cluster`` section sizes a local instance (logical CPUs, object store).
+    """
+    set_env_defaults()
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Worker processes inherit the AWS environment only when it is set before the raylet starts.
+    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "ERGO_RAY_"))}
+    runtime_env: dict[str, Any] = {"env_vars": env_vars} if env_vars else {}
+    if os.environ.get("RAY_ADDRESS"):
+        log.info("connecting to the Ray cluster at RAY_ADDRESS")
+        ray.init(runtime_env=runtime_env or None, logging_level=logging.WARNING)
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    if cfg.cluster.local_num_cpus:
+        kwargs["num_cpus"] = cfg.cluster.local_num_cpus
+    if cfg.cluster.object_store_mb:
+        kwargs["object_store_memory"] = cfg.cluster.object_store_mb * 1024**2
+    ray.init(runtime_env=runtime_env or None, **kwargs)
+
+
+def scaling_config(cfg: RunConfig, workers: int | None = None, use_gpu: bool | None = None
+                   ) -> ray.train.ScalingConfig:
+    """Build the Ray Train ``ScalingConfig`` of a training stage.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration (``cluster`` section).
+    workers : int, optional
+        Overrides ``cluster.workers`` (``--workers``).
+    use_gpu : bool, optional
+        Overrides ``cluster.use_gpu`` (``--gpu``).
+
+    Returns
+    -------
+    ray.train.ScalingConfig
+        One GPU per worker when GPUs are used; fractional CPUs otherwise so that Ray Data's
+        read tasks are not starved on small machines.
+    """
+    import ray.train
+
+    n = cfg.cluster.workers if workers is None else workers
+    gpu = cfg.cluster.use_gpu if use_gpu is None else use_gpu
+    res: dict[str, float] = {"CPU": cfg.cluster.cpus_per_worker}
+    if gpu:
+        res["GPU"] = 1.0
+    return ray.train.ScalingConfig(num_workers=n, use_gpu=gpu, resources_per_worker=res)
