@@ -1,0 +1,1 @@
+"""Inference: model bundle, posterior summaries, k-NN kernels and the catalogue pipeline."""
