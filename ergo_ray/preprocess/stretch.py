@@ -1,0 +1,152 @@
+"""Per-band stretches of a resized crop to uint8 (method.md §2.3).
+
+``log`` (the method's choice, the authors' ``SingleStretchDataset``), per band:
+
+1. x ≤ 0 → NaN; y = log10(x); y < −7 → NaN;
+2. lower = median of the finite y over the whole image; upper = 99th percentile of the
+   finite y in the central ``box_px`` × ``box_px`` pixels;
+3. NaN/±inf → lower; clip to [lower, upper]; (y − lower) / (upper − lower);
+4. × 255 and truncate to uint8 (as the authors' ``np.array(x * 255, dtype=np.uint8)``), so the
+   median maps to 0 and the central 99th percentile to 255.
+
+``asinh`` (the authors' unused "ConnorStretch"): flux in nanomaggies scaled to a reference
+magnitude of 26, ``asinh(a x) / asinh(a)`` with a = e^10, then mapped from
+[−0.05, 2/3] to [0, 1], clipped, × 255 and truncated.
+
+The method stretches 256 × 256 resized crops with a 20-px central box; for another output
+size S, :func:`scaled_box` keeps the box's fraction of the image (20/256 of the side).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ergo_ray.errors import BadObjectError
+from ergo_ray.preprocess import reasons
+from ergo_ray.preprocess.petrosian import central_box
+from ergo_ray.types import UNITS_PER_NANOMAGGY
+
+__all__ = ["METHOD_SIZE", "asinh_stretch", "log_stretch", "scaled_box", "stretch_image"]
+
+#: Side of the resized crop that the method's stretch box refers to.
+METHOD_SIZE = 256
+#: log10 values below this are treated as missing (authors' code).
+LOG_FLOOR = -7.0
+#: asinh stretch constants (authors' ConnorStretch).
+ASINH_REF_MAG = 26.0
+ASINH_A = float(np.exp(10.0))
+ASINH_RANGE = (-0.05, 2.0 / 3.0)
+
+
+def scaled_box(central_box_px: int, size: int) -> int:
+    """Return the central-box side for an output of ``size`` px.
+
+    Parameters
+    ----------
+    central_box_px : int
+        Box side on the method's 256-px image (method: 20).
+    size : int
+        Output side S.
+
+    Returns
+    -------
+    int
+        ``max(2, round(central_box_px * size / 256))``, at most ``size``.
+    """
+    return int(min(size, max(2, round(central_box_px * size / METHOD_SIZE))))
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def log_stretch(band: np.ndarray, box_px: int) -> np.ndarray:
+    """Log-stretch one band to uint8 between its median and its central 99th percentile.
+
+    Parameters
+    ----------
+    band : numpy.ndarray
+        2-D float image (any units; NaN allowed).
+    box_px : int
+        Side of the central box for the upper limit.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array of the band's shape.
+
+    Raises
+    ------
+    BadObjectError
+        ``empty_band`` when no pixel is positive; ``flat_stretch`` when the upper limit is
+        not above the lower one.
+    """
+    x = np.asarray(band, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log10(np.where(x > 0, x, np.nan))
+    y[y < LOG_FLOOR] = np.nan
+    fin = np.isfinite(y)
+    if not fin.any():
+        msg = "no positive pixel in the band: the log stretch is undefined"
+        raise BadObjectError(msg, reason=reasons.EMPTY_BAND)
+    lower = float(np.median(y[fin]))
+    cb = central_box(y, box_px)
+    cb = cb[np.isfinite(cb)]
+    upper = float(np.percentile(cb, 99.0)) if cb.size else float("nan")
+    if not (np.isfinite(upper) and upper > lower):
+        msg = f"central 99th percentile {upper:.3g} not above the median {lower:.3g} (log10)"
+        raise BadObjectError(msg, reason=reasons.FLAT_STRETCH)
+    y[~fin] = lower
+    return _to_uint8((y - lower) / (upper - lower))
+
+
+def asinh_stretch(band: np.ndarray) -> np.ndarray:
+    """Arcsinh-stretch one band (flux in HSC ZP-27 units) to uint8.
+
+    Parameters
+    ----------
+    band : numpy.ndarray
+        2-D float image in the readers' flux unit; NaN is treated as 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 array of the band's shape.
+    """
+    x = np.nan_to_num(np.asarray(band, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    x = x / UNITS_PER_NANOMAGGY * 10 ** (0.4 * (22.5 - ASINH_REF_MAG))
+    y = np.arcsinh(ASINH_A * x) / np.arcsinh(ASINH_A)
+    lo, hi = ASINH_RANGE
+    return _to_uint8((y - lo) / (hi - lo))
+
+
+def stretch_image(image: np.ndarray, method: str, box_px: int) -> np.ndarray:
+    """Stretch every band of a (C, S, S) image.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        float (C, S, S).
+    method : str
+        ``"log"`` or ``"asinh"``.
+    box_px : int
+        Central-box side for the log stretch.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (C, S, S).
+
+    Raises
+    ------
+    ValueError
+        For an unknown method.
+    BadObjectError
+        From :func:`log_stretch`.
+    """
+    if method == "log":
+        return np.stack([log_stretch(b, box_px) for b in image])
+    if method == "asinh":
+        return np.stack([asinh_stretch(b) for b in image])
+    msg = f"unknown stretch {method!r}; expected 'log' or 'asinh'"
+    raise ValueError(msg)
