@@ -9,8 +9,10 @@ noise at HSC Wide depth, a residual sky offset and source Poisson noise
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -70,29 +72,108 @@ class Rendered:
     host_model: np.ndarray | None = None
 
 
+@lru_cache(maxsize=512)
+def _base(kind: str, n: float, trunc: float) -> Any:
+    """Unit-flux, unit-size profile; GalSim caches its k-space extent on the instance."""
+    galsim = _galsim()
+    gsp = _GSPARAMS
+    if kind == "sersic":
+        return galsim.Sersic(n, half_light_radius=1.0, trunc=trunc, gsparams=gsp)
+    if kind == "exponential":
+        return galsim.Exponential(half_light_radius=1.0, gsparams=gsp)
+    if kind == "gaussian":
+        return galsim.Gaussian(sigma=1.0, gsparams=gsp)
+    if kind == "moffat":
+        return galsim.Moffat(beta=3.5, fwhm=1.0, trunc=trunc, gsparams=gsp)
+    msg = f"unknown component kind {kind!r}"
+    raise ValueError(msg)
+
+
 def _profile(galsim: Any, c: Component, band: int, half_width: float,
              knot_seed: int) -> Any:
     flux = c.flux[band]
-    gsp = _GSPARAMS
-    if c.kind == "sersic":
-        obj = galsim.Sersic(c.n, half_light_radius=c.hlr, flux=flux,
-                            trunc=c.trunc * c.hlr if c.trunc else 0.0, gsparams=gsp)
-    elif c.kind == "exponential":
-        obj = galsim.Exponential(half_light_radius=c.hlr, flux=flux, gsparams=gsp)
-    elif c.kind == "gaussian":
-        obj = galsim.Gaussian(sigma=c.hlr, flux=flux, gsparams=gsp)
-    elif c.kind == "knots":
+    if c.kind == "knots":
         obj = galsim.RandomKnots(c.npoints, half_light_radius=c.hlr, flux=flux,
-                                 rng=galsim.BaseDeviate(knot_seed), gsparams=gsp)
-    else:  # pragma: no cover - guarded by the population model
-        msg = f"unknown component kind {c.kind!r}"
-        raise ValueError(msg)
+                                 rng=galsim.BaseDeviate(knot_seed), gsparams=_GSPARAMS)
+    else:
+        base = _base(c.kind, c.n if c.kind == "sersic" else 0.0,
+                     c.trunc if c.kind == "sersic" else 0.0)
+        obj = base.dilate(c.hlr).withFlux(flux)
     if c.q < 0.999:
         obj = obj.shear(q=max(c.q, 0.05), beta=c.beta_deg * galsim.degrees)
     if c.dx or c.dy:
-        obj = obj.shift(c.dx * half_width, c.dy * half_width) if half_width else obj.shift(
-            c.dx, c.dy)
+        scale = half_width if half_width else 1.0
+        obj = obj.shift(c.dx * scale, c.dy * scale)
     return obj
+
+
+
+def _good_size(m: int) -> int:
+    """Smallest even 2^a 3^b 5^c ≥ m (fast FFT sizes)."""
+    while True:
+        x = m
+        for p in (2, 3, 5):
+            while x % p == 0:
+                x //= p
+        if x == 1 and m % 2 == 0:
+            return m
+        m += 1
+
+
+@lru_cache(maxsize=16)
+def _grid(stamp_px: int) -> tuple[int, float, np.ndarray, float]:
+    """FFT box (stamp + 32 px), k spacing, k axis and the usable radius (arcsec)."""
+    nfft = _good_size(int(stamp_px) + 32)
+    dk = 2 * np.pi / (nfft * PIXEL_SCALE_ARCSEC)
+    k1 = (np.arange(nfft) - nfft // 2) * dk
+    box_r = (nfft // 2 - 2) * PIXEL_SCALE_ARCSEC
+    return nfft, dk, k1, box_r
+
+
+def _to_real(fk: np.ndarray, nfft: int) -> np.ndarray:
+    """Centred k-images (..., N, N), Hermitian → centred real images."""
+    half = np.fft.ifftshift(fk, axes=(-2, -1))[..., : nfft // 2 + 1]
+    real = np.fft.irfft2(half, s=(nfft, nfft), axes=(-2, -1))
+    return np.fft.fftshift(real, axes=(-2, -1))
+
+
+def _combine(items: list[tuple[tuple[float, float, float], np.ndarray]],
+             nfft: int) -> np.ndarray:
+    """Per-band weighted sum of k-images → (3, N, N)."""
+    if not items:
+        return np.zeros((3, nfft, nfft), dtype=np.complex128)
+    out = np.zeros((3, nfft, nfft), dtype=np.complex128)
+    for flux, k in items:
+        for b in range(3):
+            out[b] += flux[b] * k
+    return out
+
+
+def _group_kimages(galsim: Any, comps: list[Component], nfft: int, dk: float,
+                   half_width: float, box_r: float, knot_seed: int
+                   ) -> list[tuple[tuple[float, float, float], np.ndarray]]:
+    """K-images of components grouped by colour, drawn once at unit i-band flux.
+
+    Returns a list of (per-band flux multipliers, k-image) pairs.
+    """
+    groups: dict[tuple[float, float], list[Component]] = {}
+    for c in comps:
+        if c.flux[2] <= 0:
+            continue
+        key = (round(c.flux[0] / c.flux[2], 9), round(c.flux[1] / c.flux[2], 9))
+        groups.setdefault(key, []).append(c)
+    out = []
+    for (rg, rr), members in groups.items():
+        objs = []
+        for c in members:
+            if c.kind == "sersic" and c.trunc and c.trunc * c.hlr > box_r:
+                # keep the truncation inside the FFT box (quantised for GalSim's cache)
+                c = replace(c, trunc=max(1.5, math.floor(4 * box_r / c.hlr) / 4))
+            objs.append(_profile(galsim, c, 2, half_width, knot_seed))
+        obj = galsim.Add(objs) if len(objs) > 1 else objs[0]
+        k = obj.drawKImage(nx=nfft, ny=nfft, scale=dk).array
+        out.append(((rg, rr, 1.0), k))
+    return out
 
 
 def render_view(galaxy: Galaxy, view: View, stamp_px: int, *, noise: bool = True,
@@ -122,33 +203,38 @@ def render_view(galaxy: Galaxy, view: View, stamp_px: int, *, noise: bool = True
     galsim = _galsim()
     n = int(stamp_px)
     scale = PIXEL_SCALE_ARCSEC
-    half = 0.5 * n * scale  # arcsec from centre to edge
-    offset = galsim.PositionD(*view.offset_px)
-    model = np.zeros((3, n, n), dtype=np.float64)
-    host_model = np.zeros((3, n, n), dtype=np.float64) if host_only_model else None
-    stars = [c for c in view.field if c.kind == "point"] if field else []
-    gals = [c for c in view.field if c.kind != "point"] if field else []
+    nfft, dk, k1, box_r = _grid(n)
+    half = 0.5 * n * scale  # arcsec from the centre to the stamp edge
     knot_seed = view.noise_seed % (2**31 - 1) + 1
+    # GalSim's convention: an even stamp's centre lies between pixels.
+    shift_px = [o - (0.5 if n % 2 == 0 else 0.0) for o in view.offset_px]
+    ex = np.exp(-1j * k1 * shift_px[0] * scale) * np.sinc(k1 * scale / (2 * np.pi))
+    ey = np.exp(-1j * k1 * shift_px[1] * scale) * np.sinc(k1 * scale / (2 * np.pi))
+    base = ey[:, None] * ex[None, :]
+
+    field_gals = [c for c in view.field if c.kind != "point"] if field else []
+    stars = [c for c in view.field if c.kind == "point"] if field else []
+    host_k = _group_kimages(galsim, view.host, nfft, dk, 0.0, box_r, knot_seed)
+    other_k = _group_kimages(galsim, list(view.companion), nfft, dk, 0.0, box_r, knot_seed)
+    other_k += _group_kimages(galsim, field_gals, nfft, dk, half * 0.92, box_r, knot_seed)
+    star_k = []
+    for st in stars:
+        sx = np.exp(-1j * k1 * st.dx * half * 0.92)
+        sy = np.exp(-1j * k1 * st.dy * half * 0.92)
+        star_k.append((st.flux, sy[:, None] * sx[None, :]))
+
+    lo = nfft // 2 - n // 2
+    tf = np.empty((3, nfft, nfft), dtype=np.complex128)
     for b in range(3):
-        psf = galsim.Moffat(beta=3.5, fwhm=view.psf_fwhm[b], trunc=4 * view.psf_fwhm[b],
-                            gsparams=_GSPARAMS).shear(g1=view.psf_g[0], g2=view.psf_g[1])
-        host = [_profile(galsim, c, b, 0.0, knot_seed) for c in view.host]
-        scene = host + [_profile(galsim, c, b, 0.0, knot_seed) for c in view.companion]
-        scene += [_profile(galsim, c, b, half * 0.92, knot_seed) for c in gals]
-        img = galsim.ImageD(n, n, scale=scale)
-        galsim.Convolve(galsim.Add(scene) if len(scene) > 1 else scene[0], psf,
-                        gsparams=_GSPARAMS).drawImage(image=img, offset=offset)
-        if host_model is not None:
-            himg = galsim.ImageD(n, n, scale=scale)
-            galsim.Convolve(galsim.Add(host) if len(host) > 1 else host[0], psf,
-                            gsparams=_GSPARAMS).drawImage(image=himg, offset=offset)
-            host_model[b] = himg.array
-        for s in stars:
-            pos = galsim.PositionD(view.offset_px[0] + s.dx * half * 0.92 / scale,
-                                   view.offset_px[1] + s.dy * half * 0.92 / scale)
-            psf.withFlux(s.flux[b]).drawImage(image=img, add_to_image=True, offset=pos,
-                                              method="no_pixel")
-        model[b] = img.array
+        psf = _base("moffat", 0.0, 0.0).dilate(view.psf_fwhm[b]).shear(
+            g1=view.psf_g[0], g2=view.psf_g[1])
+        tf[b] = psf.drawKImage(nx=nfft, ny=nfft, scale=dk).array
+    tf *= base
+    f_host = _combine(host_k, nfft)
+    f_all = f_host + _combine(other_k + star_k, nfft)
+    model = _to_real(f_all * tf, nfft)[:, lo:lo + n, lo:lo + n]
+    host_model = (_to_real(f_host * tf, nfft)[:, lo:lo + n, lo:lo + n]
+                  if host_only_model else None)
 
     sigma = view.sigma
     mask = detection_mask(model, sigma)
