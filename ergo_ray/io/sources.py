@@ -1,0 +1,377 @@
+"""Survey reading: find the objects of a mock or ingested folder and read them unit by unit.
+
+A folder holds one of three layouts (detected from the files, see the README's "Data
+formats"): raw Parquet shards under ``shards/``, TNG-layout mock FITS files
+(``shalo_*_HSC_GRI.fits``), or HSC-SSP service cutouts (``{lineno}-cutout-HSC-{F}-...fits``,
+three files per object). :func:`discover` lists the work as small picklable *units* (one raw
+shard, or up to ``max_objects`` FITS objects with their catalogue rows) that Ray tasks can
+read independently; :func:`read_unit` yields ``(row, Cutout)`` per object, or
+``(row, BadObjectError)`` for an object that cannot be read. A bad file never stops a read.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ergo_ray.errors import BadObjectError, FitsFormatError, InputError, StorageError
+from ergo_ray.io import storage as st
+from ergo_ray.io.catalog import CATALOG_DIR, read_catalog
+from ergo_ray.io.cutout import Cutout
+from ergo_ray.io.fits import (
+    hsc_cutout_name,
+    parse_hsc_cutout_name,
+    parse_tng_mock_name,
+    read_hsc_cutout,
+    read_tng_mock,
+)
+from ergo_ray.io.shards import iter_raw_shard
+from ergo_ray.types import RAW_BANDS
+
+if TYPE_CHECKING:
+    from ergo_ray.config.schema import StorageConfig
+
+__all__ = ["FORMATS", "Unit", "detect_format", "discover", "iter_survey", "read_unit"]
+
+log = logging.getLogger("ergo_ray")
+
+#: A unit of reading work: a small picklable dict (see :func:`discover`).
+Unit = dict[str, Any]
+#: Layouts a survey folder may have.
+FORMATS: tuple[str, ...] = ("shards", "tng-fits", "hsc-fits")
+SHARDS_DIR = "shards"
+_FITS_SUFFIXES = (".fits", ".fits.gz")
+
+
+def _rel(url: str, base: str) -> str:
+    base = base.rstrip("/")
+    return (
+        url[len(base) + 1 :] if url.startswith(base + "/") else posixpath.basename(url)
+    )
+
+
+def detect_format(files: list[str]) -> str | None:
+    """Return the layout of a list of file URLs (``shards``, ``tng-fits``, ``hsc-fits``).
+
+    Parameters
+    ----------
+    files : list of str
+        File URLs under a survey folder.
+
+    Returns
+    -------
+    str or None
+        The first layout found, in the order of :data:`FORMATS`; None if none.
+    """
+    if any(_is_shard(f) for f in files):
+        return "shards"
+    if any(parse_tng_mock_name(f) for f in files):
+        return "tng-fits"
+    if any(parse_hsc_cutout_name(f) for f in files):
+        return "hsc-fits"
+    return None
+
+
+def _is_shard(url: str) -> bool:
+    parent = posixpath.basename(posixpath.dirname(url))
+    return url.endswith(".parquet") and parent == SHARDS_DIR
+
+
+def _load_rows(
+    url: str, catalog_url: str | None, storage: StorageConfig | None
+) -> list[dict[str, Any]] | None:
+    if catalog_url is None:
+        if not st.exists(st.join(url, CATALOG_DIR), storage):
+            return None
+        catalog_url = url
+    table = read_catalog(catalog_url, storage, required=("object_id",))
+    return table.to_pylist()
+
+
+def discover(
+    url: str,
+    storage: StorageConfig | None = None,
+    catalog_url: str | None = None,
+    max_objects: int = 64,
+) -> list[Unit]:
+    """List the reading units of a survey folder.
+
+    Parameters
+    ----------
+    url : str
+        Folder written by ``ergo-ray mock`` or an ingest stage, a folder of TNG mock files or
+        of HSC-SSP service cutouts, or one raw shard file.
+    storage : StorageConfig, optional
+        Storage settings.
+    catalog_url : str, optional
+        Catalogue to join to FITS files (default: ``URL/catalog`` when it exists). TNG rows
+        are matched on the base name of their ``file`` column, HSC rows on
+        ``cutout_lineno``. Without a catalogue, rows are made from the file names.
+    max_objects : int
+        Objects per FITS unit.
+
+    Returns
+    -------
+    list of Unit
+        Dicts with ``kind`` (``shards``, ``tng-fits``, ``hsc-fits``), ``base`` (the folder)
+        and either ``url`` (one shard) or ``items`` (objects with their ``row`` and files).
+
+    Raises
+    ------
+    InputError
+        If the folder holds none of the three layouts.
+    StorageError
+        If it cannot be listed.
+    """
+    loc = st.locate(url)
+    if loc.url.endswith(".parquet"):
+        return [{"kind": "shards", "base": posixpath.dirname(loc.url), "url": loc.url}]
+    files = st.list_files(url, storage)
+    fmt = detect_format(files)
+    if fmt is None:
+        msg = (
+            f"{st.redact(url)}: no survey data found (expected shards/part-*.parquet, "
+            f"shalo_*_HSC_GRI.fits or *-cutout-HSC-*.fits files)"
+        )
+        raise InputError(msg, url)
+    base = loc.url
+    if fmt == "shards":
+        return [
+            {"kind": "shards", "base": base, "url": f} for f in files if _is_shard(f)
+        ]
+    rows = _load_rows(url, catalog_url, storage)
+    if fmt == "tng-fits":
+        items = _tng_items(files, base, rows)
+    else:
+        items = _hsc_items(files, base, rows)
+    log.debug("discovered %d %s objects under %s", len(items), fmt, st.redact(url))
+    size = max(1, int(max_objects))
+    return [
+        {"kind": fmt, "base": base, "items": items[i : i + size]}
+        for i in range(0, len(items), size)
+    ]
+
+
+def _tng_items(
+    files: list[str], base: str, rows: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    by_name = {posixpath.basename(f): f for f in files if parse_tng_mock_name(f)}
+    if rows is None:
+        items = []
+        for name, f in sorted(by_name.items()):
+            p = parse_tng_mock_name(name)
+            assert p is not None
+            stem = name.split(".fits")[0]
+            row = {
+                "object_id": stem,
+                "root_id": f"shalo_{p.snap:03d}-{p.subhalo}",
+                "projection": p.projection,
+                "snap": p.snap,
+                "subhalo": p.subhalo,
+                "file": _rel(f, base),
+            }
+            items.append({"row": row, "url": f})
+        return items
+    items, used = [], set()
+    for row in rows:
+        name = posixpath.basename(str(row.get("file") or ""))
+        f = by_name.get(name)
+        if f is None:
+            f = st.join(
+                base, str(row.get("file") or f"<no file for {row['object_id']}>")
+            )
+        used.add(name)
+        items.append({"row": row, "url": f})
+    extra = len(set(by_name) - used)
+    if extra:
+        log.warning(
+            "%d TNG mock files under %s have no catalogue row; skipped",
+            extra,
+            st.redact(base),
+        )
+    return items
+
+
+def _hsc_items(
+    files: list[str], base: str, rows: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    groups: dict[int, dict[int, dict[str, str]]] = {}
+    for f in files:
+        p = parse_hsc_cutout_name(f)
+        if p is not None and p.band in RAW_BANDS:
+            groups.setdefault(p.lineno, {}).setdefault(p.tract, {})[p.band] = f
+
+    def pick(lineno: int) -> tuple[int | None, dict[str, str]]:
+        tracts = groups.get(lineno, {})
+        if not tracts:
+            return None, {}
+        # an object on a tract boundary may come in several tracts: prefer a complete one
+        tract = max(sorted(tracts), key=lambda t: len(tracts[t]))
+        return tract, tracts[tract]
+
+    items = []
+    if rows is None:
+        for lineno in sorted(groups):
+            tract, bands = pick(lineno)
+            rel = _rel(next(iter(bands.values())), base)
+            row = {
+                "object_id": f"hsc-line-{lineno}",
+                "root_id": f"hsc-line-{lineno}",
+                "cutout_lineno": lineno,
+                "tract": tract,
+                "file": rel,
+            }
+            items.append({"row": row, "lineno": lineno, "tract": tract, "files": bands})
+        return items
+    for row in rows:
+        lineno = row.get("cutout_lineno")
+        if lineno is None and row.get("file"):
+            parsed = parse_hsc_cutout_name(str(row["file"]))
+            lineno = parsed.lineno if parsed else None
+        if lineno is None:
+            items.append({"row": row, "lineno": None, "tract": None, "files": {}})
+            continue
+        tract, bands = pick(int(lineno))
+        items.append(
+            {"row": row, "lineno": int(lineno), "tract": tract, "files": bands}
+        )
+    return items
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    if isinstance(err, BadObjectError) and err.reason:
+        return err.reason
+    if isinstance(err, StorageError):
+        return "missing_file" if "no such file" in text else "unreadable_file"
+    for key, code in (
+        ("not a FITS file", "not_fits"),
+        ("truncated", "truncated"),
+        ("no HDU named", "missing_hdu"),
+        ("missing band", "missing_band"),
+        ("shape", "bad_shape"),
+        ("expected a 2-D", "bad_shape"),
+        ("corrupt", "corrupt_file"),
+    ):
+        if key in text:
+            return code
+    return "unreadable_file"
+
+
+def _bad(err: Exception, object_id: str | None) -> BadObjectError:
+    if isinstance(err, BadObjectError):
+        return BadObjectError(str(err), err.object_id or object_id, err.reason)
+    return BadObjectError(str(err), object_id, _reason(err))
+
+
+def read_unit(
+    unit: Unit, storage: StorageConfig | None = None
+) -> Iterator[tuple[dict[str, Any], Cutout | BadObjectError]]:
+    """Read the objects of one unit.
+
+    Parameters
+    ----------
+    unit : Unit
+        From :func:`discover`.
+    storage : StorageConfig, optional
+        Storage settings.
+
+    Yields
+    ------
+    tuple of (dict, Cutout or BadObjectError)
+        The catalogue row and its cutout, or a :class:`BadObjectError` whose message names
+        the file and the problem and whose ``reason`` is a short code (``missing_band``,
+        ``missing_file``, ``not_fits``, ``truncated``, ``missing_hdu``, ``bad_shape``,
+        ``all_nan``, ``unreadable_file``). An unreadable raw shard yields one error with
+        ``row = {"object_id": None, "file": ...}`` since its objects cannot be listed.
+    """
+    kind = unit["kind"]
+    if kind == "shards":
+        yield from _read_shard_unit(unit, storage)
+    elif kind == "tng-fits":
+        for item in unit["items"]:
+            row = dict(item["row"])
+            oid = row.get("object_id")
+            try:
+                cut, info = read_tng_mock(item["url"], storage, oid)
+            except (FitsFormatError, BadObjectError, StorageError, InputError) as err:
+                yield row, _bad(err, oid)
+                continue
+            for key in ("redshift", "ra", "dec"):
+                if row.get(key) is None and key in info:
+                    row[key] = info[key]
+            yield row, cut
+    elif kind == "hsc-fits":
+        for item in unit["items"]:
+            row = dict(item["row"])
+            oid = row.get("object_id")
+            files = item["files"]
+            missing = [b for b in RAW_BANDS if b not in files]
+            if missing:
+                yield row, _missing_bands(item, missing, unit["base"], oid)
+                continue
+            try:
+                yield row, read_hsc_cutout(files, storage, oid)
+            except (FitsFormatError, BadObjectError, StorageError, InputError) as err:
+                yield row, _bad(err, oid)
+    else:
+        msg = f"unknown unit kind {kind!r}; expected one of {', '.join(FORMATS)}"
+        raise InputError(msg)
+
+
+def _missing_bands(
+    item: dict[str, Any], missing: list[str], base: str, oid: str | None
+) -> BadObjectError:
+    lineno, tract = item.get("lineno"), item.get("tract")
+    if lineno is None:
+        msg = f"object {oid}: no cutout_lineno or file to find its band files under {base}"
+    else:
+        names = ", ".join(
+            hsc_cutout_name(lineno, b, tract if tract is not None else 0)
+            if tract is not None
+            else f"{lineno}-cutout-HSC-{b.upper()}-*"
+            for b in missing
+        )
+        msg = (
+            f"{st.redact(base)}: object {oid} (line {lineno}): missing band file(s) "
+            f"{', '.join(missing)} (expected {names})"
+        )
+    return BadObjectError(msg, oid, "missing_band")
+
+
+def _read_shard_unit(
+    unit: Unit, storage: StorageConfig | None
+) -> Iterator[tuple[dict[str, Any], Cutout | BadObjectError]]:
+    url = unit["url"]
+    rel = _rel(url, unit["base"])
+    try:
+        for row, cut in iter_raw_shard(url, storage):
+            row.setdefault("file", rel)
+            yield row, cut
+    except (InputError, StorageError) as err:
+        yield {"object_id": None, "file": rel}, _bad(err, None)
+
+
+def iter_survey(
+    url: str, storage: StorageConfig | None = None, catalog_url: str | None = None
+) -> Iterator[tuple[dict[str, Any], Cutout | BadObjectError]]:
+    """Read every object of a survey folder in order (a convenience for small sets).
+
+    Parameters
+    ----------
+    url : str
+        Survey folder (see :func:`discover`).
+    storage : StorageConfig, optional
+        Storage settings.
+    catalog_url : str, optional
+        Catalogue to join to FITS files.
+
+    Yields
+    ------
+    tuple of (dict, Cutout or BadObjectError)
+        As :func:`read_unit`.
+    """
+    for unit in discover(url, storage, catalog_url):
+        yield from read_unit(unit, storage)
