@@ -1,0 +1,92 @@
+"""Run every benchmark of the project and print one table.
+
+Usage: ``python bench/run.py [--quick] [--only NAME ...] [--json FILE]``
+
+Each ``bench/bench_<name>.py`` exposes ``run(quick: bool) -> list[dict]`` with rows
+``{"figure", "value", "unit", "goal", "peer", "ratio"}``; ``peer`` is the ceiling or reference
+measured in the same run and ``ratio`` is value / peer (or the ratio the goal is stated in).
+``--quick`` is a smoke run for CI: small sizes, figures not meant for quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ORDER = ("mock", "preprocess", "nnclr", "summaries", "catalog", "ood")
+
+
+def _load(name: str):  # type: ignore[no-untyped-def]
+    path = HERE / f"bench_{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[spec.name] = module  # type: ignore[union-attr]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def table(rows: list[dict]) -> str:
+    """Format benchmark rows as a Markdown table."""
+    head = "| benchmark | figure | value | unit | goal | peer/ceiling | ratio |\n|---|---|---|---|---|---|---|\n"
+    body = "".join(
+        f"| {r.get('bench', '')} | {r['figure']} | {_fmt(r.get('value'))} | {r.get('unit', '')} | "
+        f"{r.get('goal', '')} | {_fmt(r.get('peer'))} | {_fmt(r.get('ratio'))} |\n"
+        for r in rows
+    )
+    return head + body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks and print the table; exit 1 if one failed to run."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small smoke run (CI)")
+    p.add_argument("--only", nargs="*", default=None, help="benchmark names to run")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = p.parse_args(argv)
+    names = [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
+    if args.only:
+        names = [n for n in names if n in args.only]
+    rows: list[dict] = []
+    failed = []
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            out = _load(name).run(quick=args.quick)
+        except Exception:
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        for r in out:
+            rows.append({"bench": name, **r})
+        print(f"# bench_{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    print(f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
+          f"{__import__('os').cpu_count()} cores; quick={args.quick}")
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2, default=str))
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
