@@ -72,11 +72,11 @@ SKY_SIGMA: dict[str, float] = {"g": 0.037, "r": 0.054, "i": 0.069}
 
 # Size compression: rendered R_e = R / (1 + (R/R_CAP)^k)^(1/k) keeps the ranking of sizes while
 # letting a 4 × R90 crop fit a 64-px stamp for nearly all galaxies (documented in bench_mock).
-_RE_CAP_ARCSEC = 1.25
-_RE_CAP_POWER = 2.0
+_RE_CAP_ARCSEC = 0.95
+_RE_CAP_POWER = 3.0
 _RE_MIN_ARCSEC = 0.12
 #: Halo radius cap in arcsec (it would otherwise leave the stamp).
-_HALO_CAP_ARCSEC = 4.0
+_HALO_CAP_ARCSEC = 3.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +397,7 @@ class View:
 
 
 def _band_fluxes(f_i: float, gr: float, ri: float) -> tuple[float, float, float]:
-    f_r = f_i * 10 ** (0.4 * ri)
+    f_r = f_i * 10 ** (-0.4 * ri)
     f_g = f_r * 10 ** (-0.4 * gr)
     return (f_g, f_r, f_i)
 
@@ -826,7 +826,7 @@ def draw_galaxy(domain: str, seed: int, index: int, mass_mode: str = "balanced")
     # 9. merger signatures
     # accreted halo: light fraction ∝ f_ex with 0.3 dex lognormal scatter
     halo_frac = float(np.clip(0.45 * f_ex * 10 ** rng.normal(0, 0.3), 0.0, 0.6))
-    halo_re = min(float(rng.uniform(3.0, 4.0)) * re, _HALO_CAP_ARCSEC)
+    halo_re = min(float(rng.uniform(2.5, 3.5)) * re, _HALO_CAP_ARCSEC)
     halo_q = float(rng.uniform(0.7, 0.95))
     # tidal features after a recent major merger, fading with time; minor-merger streams
     tidal_frac, tidal_kind, tidal_age = 0.0, 0, math.nan
