@@ -109,6 +109,7 @@ class ClrConfig(_Section):
     grad_clip: float = Field(1.0, gt=0)
     domain_mix: dict[str, float] | None = None
     knn_k: int = Field(10, ge=1)
+    monitor_rows: int = Field(2000, ge=16)
     augment: AugmentConfig = AugmentConfig()
 
 

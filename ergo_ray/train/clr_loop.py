@@ -1,0 +1,724 @@
+"""The NNCLR training loop: one function per Ray Train worker, and the same loop without Ray.
+
+:class:`ClrTrainer` holds the model (:class:`~ergo_ray.models.nnclr.NNCLR`, the only module
+wrapped by DDP), the support set and loss (:class:`~ergo_ray.models.nnclr.NNCLRCriterion`,
+outside DDP), Adam, ``ReduceLROnPlateau`` on the validation loss and the AMP grad scaler
+(GPU only). :meth:`ClrTrainer.run_epoch` runs one epoch from plain batch iterators — at most
+``clr.max_batches_per_epoch`` training steps drawn from an endless stream of shuffled
+batches, the validation loss, and the k-NN monitor — and works the same with or without a
+``torch.distributed`` process group.
+
+:func:`train_loop_per_worker` is the Ray Train entry point: it feeds the epoch from the
+worker's Ray Data shards, resumes from ``ray.train.get_checkpoint()``, and reports metrics
+and a checkpoint (:mod:`ergo_ray.train.checkpoint`) every epoch. :func:`train_local` runs
+the same epochs on in-memory arrays in plain PyTorch (benchmarks, tests). :func:`fit_nnclr`
+is the driver behind ``ergo-ray train-nnclr``.
+
+Augmentations are applied on the training device to both views, through one function,
+:func:`augment_views`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ergo_ray.errors import CheckpointError, ConfigError, ErgoRayError, InputError
+from ergo_ray.io import storage as st
+from ergo_ray.models.encoder import build_encoder
+from ergo_ray.models.nnclr import NNCLR, NNCLRCriterion
+from ergo_ray.train import checkpoint as ckpt
+from ergo_ray.train.data import MONITOR_TARGETS, batch_images
+from ergo_ray.train.knn_monitor import knn_r2
+
+if TYPE_CHECKING:
+    from ergo_ray.config.schema import RunConfig, StorageConfig
+
+__all__ = [
+    "RUN_NAME",
+    "ClrTrainer",
+    "augment_views",
+    "fit_nnclr",
+    "loop_config",
+    "train_local",
+    "train_loop_per_worker",
+]
+
+log = logging.getLogger("ergo_ray")
+
+#: Ray Train run name under ``--out``: re-running the same command finds its checkpoints.
+RUN_NAME = "nnclr"
+#: Validation-loss batches per epoch are ``ceil(max_batches_per_epoch / 8)``, the method's
+#: ratio (≈ 44 validation batches for 350 training batches, method.md §3.3).
+VAL_LOSS_DIVISOR = 8
+
+Batch = np.ndarray
+TargetBatch = tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+# --------------------------------------------------------------------------------------
+# Augmentations
+
+
+def augment_views(images: torch.Tensor, generator: torch.Generator, params: Mapping[str, Any]
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two independently augmented views of a batch, on the batch's device.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        uint8 (N, 3, S, S) prepared stamps, already on the training device.
+    generator : torch.Generator
+        Random generator on the same device.
+    params : mapping
+        The ``clr.augment`` config section.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Two float32 (N, 3, S, S) views, values around [0, 1].
+    """
+    x = images.float().div_(255.0)
+    fn = _augment_fn()
+    return fn(x, generator, **params), fn(x, generator, **params)
+
+
+def _augment_fn() -> Callable[..., torch.Tensor]:
+    try:  # the preprocessing stage's batched augmentations, when present
+        from ergo_ray.preprocess.augment import augment_batch
+    except ImportError:
+        return _augment_batch
+    return augment_batch  # type: ignore[no-any-return]
+
+
+def _augment_batch(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    rotation_deg: float = 15.0,
+    translate: float = 0.25,
+    zoom_min: float = 1.0,
+    zoom_max: float = 1.1,
+    flips: bool = True,
+    blur_sigma_min: float = 1e-4,
+    blur_sigma_max: float = 0.1,
+    noise_sigma_min: float = 0.01,
+    noise_sigma_max: float = 0.08,
+) -> torch.Tensor:
+    # Batched method.md §3.4: affine (rotation, translation as a fraction of the image,
+    # zoom) with flips folded into one grid_sample, Gaussian blur, additive noise.
+    n, c, h, w = x.shape
+    dev = x.device
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(n, generator=generator, device=dev)
+
+    ang = torch.deg2rad(uniform(-rotation_deg, rotation_deg))
+    zoom = uniform(zoom_min, zoom_max)
+    tx, ty = 2.0 * uniform(-translate, translate), 2.0 * uniform(-translate, translate)
+    one = torch.ones(n, device=dev)
+    fx = torch.where(uniform(0, 1) < 0.5, -one, one) if flips else one
+    fy = torch.where(uniform(0, 1) < 0.5, -one, one) if flips else one
+    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
+    theta = torch.stack([
+        torch.stack([cos * fx, -sin * fy, tx], dim=1),
+        torch.stack([sin * fx, cos * fy, ty], dim=1),
+    ], dim=1)
+    grid = nn.functional.affine_grid(theta, [n, c, h, w], align_corners=False)
+    x = nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                                  align_corners=False)
+    if blur_sigma_max > 0:
+        sigma = uniform(blur_sigma_min, blur_sigma_max).clamp_min(1e-4)
+        half = max(1, math.ceil(3 * blur_sigma_max))
+        d = torch.arange(-half, half + 1, device=dev, dtype=x.dtype)
+        k = torch.exp(-0.5 * (d[None, :] / sigma[:, None]) ** 2)
+        k = (k / k.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n*c, K)
+        flat = x.reshape(1, n * c, h, w)
+        flat = nn.functional.conv2d(flat, k[:, None, None, :], padding=(0, half), groups=n * c)
+        flat = nn.functional.conv2d(flat, k[:, None, :, None], padding=(half, 0), groups=n * c)
+        x = flat.reshape(n, c, h, w)
+    if noise_sigma_max > 0:
+        sig = uniform(noise_sigma_min, noise_sigma_max)[:, None, None, None]
+        x = x + sig * torch.randn(x.shape, generator=generator, device=dev)
+    return x
+
+
+# --------------------------------------------------------------------------------------
+# Distributed helpers (no-ops without a process group)
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _mean_across(value: float, device: torch.device) -> float:
+    if _world() == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return float(t.item()) / _world()
+
+
+def _gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """All-gather (n_r, ...) tensors of possibly different n_r; returns the concatenation."""
+    if _world() == 1:
+        return t
+    n = torch.tensor([t.shape[0]], device=t.device)
+    sizes = [torch.zeros_like(n) for _ in range(_world())]
+    dist.all_gather(sizes, n)
+    top = int(max(s.item() for s in sizes))
+    padded = torch.zeros((top, *t.shape[1:]), dtype=t.dtype, device=t.device)
+    padded[: t.shape[0]] = t
+    parts = [torch.zeros_like(padded) for _ in range(_world())]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes, strict=True)])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+# --------------------------------------------------------------------------------------
+# The trainer
+
+
+class ClrTrainer:
+    """Model, support set, optimiser and scheduler of one worker, and one epoch of training.
+
+    Parameters
+    ----------
+    config : mapping
+        From :func:`loop_config`: ``clr`` (config section, JSON form), ``in_size``, ``seed``.
+    device : torch.device
+        Training device.
+    """
+
+    def __init__(self, config: Mapping[str, Any], device: torch.device) -> None:
+        self.config = config
+        self.clr: dict[str, Any] = dict(config["clr"])
+        self.device = device
+        self.use_amp = device.type == "cuda"
+        seed = int(config.get("seed", 0))
+        torch.manual_seed(seed)  # identical initial weights on every rank
+        c = self.clr
+        encoder = build_encoder(c["widths"], c["blocks"], c["rep_dim"], int(config["in_size"]))
+        self.model: nn.Module = NNCLR(encoder, rep_dim=c["rep_dim"], proj_dim=c["proj_dim"],
+                                      pred_hidden=c["pred_hidden"]).to(device)
+        self.criterion = NNCLRCriterion(
+            proj_dim=c["proj_dim"], memory_bank_size=c["memory_bank_size"],
+            temperature=c["temperature"], support_set=c["support_set"], seed=seed,
+        ).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c["lr"],
+                                          weight_decay=c["weight_decay"], betas=(0.9, 0.999))
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=c["lr_factor"], patience=c["lr_patience"])
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+
+    # -- state --------------------------------------------------------------------------
+
+    def state(self, epoch: int) -> dict[str, Any]:
+        """Training state for a checkpoint; a collective call (every rank must call it).
+
+        The support sets of all ranks are gathered; for ``"global"`` only rank 0's is kept.
+        """
+        bank = self.criterion.bank_state()
+        banks = _gather_rows(bank["bank"].to(self.device)[None]).cpu()
+        ptrs = _gather_rows(bank["ptr"].to(self.device)[None]).cpu()
+        if self.clr["support_set"] == "global":
+            banks, ptrs = banks[:1], ptrs[:1]
+        return {
+            "epoch": int(epoch),
+            "model": {k: v.detach().cpu() for k, v in _unwrap(self.model).state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "support_set": {"mode": self.clr["support_set"], "bank": banks, "ptr": ptrs},
+            "config": {"clr": self.clr, "preprocess": self.config.get("preprocess", {}),
+                       "in_size": int(self.config["in_size"]), "seed": int(self.config.get("seed", 0))},
+        }
+
+    def load(self, state: Mapping[str, Any], source: str) -> int:
+        """Restore a saved state (before DDP wrapping); returns the epoch to start at.
+
+        Raises
+        ------
+        CheckpointError
+            If the checkpoint's architecture differs from this run's.
+        """
+        ckpt.check_compatible(state["config"]["clr"], self.clr, source)
+        try:
+            _unwrap(self.model).load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            banks, ptrs = state["support_set"]["bank"], state["support_set"]["ptr"]
+            r = _rank() % banks.shape[0]
+            self.criterion.load_bank_state({"bank": banks[r], "ptr": ptrs[r]})
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{st.redact(source)}: cannot restore training state: {err}") from err
+        return int(state["epoch"]) + 1
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _to_device(self, images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.require(images, np.uint8, ["C", "W"])).to(self.device, non_blocking=True)
+
+    def _loss(self, images: np.ndarray, generator: torch.Generator, *, update: bool) -> torch.Tensor:
+        v0, v1 = augment_views(self._to_device(images), generator, self.clr["augment"])
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            _, z, p = self.model(torch.cat([v0, v1]))
+        z0, z1 = z.chunk(2)
+        p0, p1 = p.chunk(2)
+        return self.criterion(z0, p0, z1, p1, update=update)
+
+    def train_steps(self, batches: Iterator[np.ndarray], n_steps: int,
+                    generator: torch.Generator) -> dict[str, float]:
+        """Run ``n_steps`` optimisation steps; returns mean loss, images and seconds."""
+        self.model.train()
+        losses, images, t0 = [], 0, time.perf_counter()
+        for _ in range(n_steps):
+            batch = next(batches)
+            loss = self._loss(batch, generator, update=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clr["grad_clip"])
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            losses.append(float(loss.detach()))
+            images += len(batch)
+        return {"loss": float(np.mean(losses)), "images": float(images),
+                "seconds": time.perf_counter() - t0}
+
+    @torch.no_grad()
+    def validate(self, batches: Iterable[TargetBatch], generator: torch.Generator,
+                 n_loss_batches: int) -> tuple[float, torch.Tensor, dict[str, np.ndarray]]:
+        """Compute the validation loss on the first full batches and clean representations.
+
+        Every rank must see the same number of rows (Ray's equal shard split): the loss
+        gathers negatives across ranks batch by batch.
+        """
+        self.model.eval()
+        encoder = _unwrap(self.model).encoder
+        losses: list[float] = []
+        reps: list[torch.Tensor] = []
+        targets: dict[str, list[np.ndarray]] = {t: [] for t in MONITOR_TARGETS}
+        for images, tg in batches:
+            if len(losses) < n_loss_batches and len(images) == self.clr["batch_size"]:
+                losses.append(float(self._loss(images, generator, update=False)))
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                reps.append(encoder(self._to_device(images).float().div_(255.0)).float())
+            for t in MONITOR_TARGETS:
+                targets[t].append(np.asarray(tg[t], dtype=np.float64))
+        rep = torch.cat(reps) if reps else torch.zeros((0, self.clr["rep_dim"]), device=self.device)
+        tv = {t: np.concatenate(v) if v else np.zeros(0) for t, v in targets.items()}
+        loss = float(np.mean(losses)) if losses else float("nan")
+        return loss, rep, tv
+
+    def run_epoch(
+        self,
+        epoch: int,
+        train_batches: Iterator[np.ndarray],
+        val_batches: Iterable[TargetBatch],
+        monitor_batches: Iterable[TargetBatch],
+    ) -> dict[str, Any]:
+        """One epoch: training steps, validation loss, LR schedule, k-NN monitor.
+
+        Collective when a process group exists (all ranks call it with equally sized
+        shards). Returns the metrics (identical on every rank).
+        """
+        c = self.clr
+        seed = int(self.config.get("seed", 0))
+        t0 = time.perf_counter()
+        gen = torch.Generator(device=self.device).manual_seed(seed + 7919 * _rank() + 104729 * epoch)
+        tr = self.train_steps(train_batches, int(c["max_batches_per_epoch"]), gen)
+        val_gen = torch.Generator(device=self.device).manual_seed(seed + 7919 * _rank() + 13)
+        n_loss = max(1, math.ceil(c["max_batches_per_epoch"] / VAL_LOSS_DIVISOR))
+        val_loss, val_rep, val_t = self.validate(val_batches, val_gen, n_loss)
+        _, ref_rep, ref_t = self.validate(monitor_batches, val_gen, 0)
+        train_loss = _mean_across(tr["loss"], self.device)
+        val_loss = _mean_across(val_loss, self.device)
+        self.scheduler.step(val_loss if math.isfinite(val_loss) else train_loss)
+        r2 = self._monitor(ref_rep, ref_t, val_rep, val_t)
+        metrics: dict[str, Any] = {
+            "epoch": int(epoch),
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "train_images_per_s": tr["images"] / max(tr["seconds"], 1e-9),
+            "train_images": int(tr["images"]) * _world(),
+            "world_size": _world(),
+            "support_set_max_diff": self._bank_spread(),
+        }
+        metrics |= {f"knn_r2_{t}": v for t, v in r2.items()}
+        metrics["epoch_seconds"] = time.perf_counter() - t0
+        return metrics
+
+    def _monitor(self, ref_rep: torch.Tensor, ref_t: dict[str, np.ndarray],
+                 val_rep: torch.Tensor, val_t: dict[str, np.ndarray]) -> dict[str, float]:
+        ref_all = _gather_rows(ref_rep)
+        val_all = _gather_rows(val_rep)
+        ref_tt = _gather_rows(torch.as_tensor(np.stack([ref_t[t] for t in MONITOR_TARGETS], 1)
+                                              if len(ref_rep) else np.zeros((0, 3)),
+                                              dtype=torch.float64, device=self.device)).cpu().numpy()
+        val_tt = _gather_rows(torch.as_tensor(np.stack([val_t[t] for t in MONITOR_TARGETS], 1)
+                                              if len(val_rep) else np.zeros((0, 3)),
+                                              dtype=torch.float64, device=self.device)).cpu().numpy()
+        if len(ref_all) == 0 or len(val_all) == 0:
+            return {t: float("nan") for t in MONITOR_TARGETS}
+        return knn_r2(ref_all, {t: ref_tt[:, i] for i, t in enumerate(MONITOR_TARGETS)},
+                      val_all, {t: val_tt[:, i] for i, t in enumerate(MONITOR_TARGETS)},
+                      k=int(self.clr["knn_k"]), device=self.device)
+
+    def _bank_spread(self) -> float:
+        """Largest absolute difference between any rank's support set and rank 0's."""
+        if _world() == 1:
+            return 0.0
+        bank = self.criterion.bank.bank.detach()
+        ref = bank.clone()
+        dist.broadcast(ref, src=0)
+        diff = (bank - ref).abs().max()
+        dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+        return float(diff.item())
+
+
+# --------------------------------------------------------------------------------------
+# Loop configuration and the Ray Train worker function
+
+
+def loop_config(
+    cfg: RunConfig,
+    *,
+    in_size: int,
+    preprocess: Mapping[str, Any],
+    out: str,
+    epochs: int | None = None,
+) -> dict[str, Any]:
+    """Build the plain-dict configuration handed to every worker.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+    in_size : int
+        Stamp side of the prepared inputs.
+    preprocess : mapping
+        The preprocessing settings that produced the inputs (recorded with the encoder).
+    out : str
+        The output URL (metrics file).
+    epochs : int, optional
+        Overrides ``clr.epochs``.
+
+    Returns
+    -------
+    dict
+        ``clr``, ``preprocess``, ``in_size``, ``seed``, ``epochs``, ``out``, ``storage``.
+    """
+    clr = cfg.clr.model_dump(mode="json")
+    if epochs is not None:
+        clr["epochs"] = int(epochs)
+    return {"clr": clr, "preprocess": dict(preprocess), "in_size": int(in_size),
+            "seed": int(cfg.seed), "epochs": int(clr["epochs"]), "out": out,
+            "storage": cfg.storage}
+
+
+def _shard_passes(shard: Any, batch_size: int, size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless training batches: one pass over the shard after another."""
+    n_pass = 0
+    while True:
+        n = 0
+        for b in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=True,
+                                    local_shuffle_buffer_size=8 * batch_size,
+                                    local_shuffle_seed=seed + n_pass, prefetch_batches=2):
+            n += 1
+            yield batch_images(b, size)
+        if n == 0:
+            msg = f"a worker's training shard has fewer rows than one batch ({batch_size})"
+            raise InputError(msg)
+        n_pass += 1
+
+
+def _shard_with_targets(shard: Any, batch_size: int, size: int) -> Iterator[TargetBatch]:
+    for b in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=False):
+        yield batch_images(b, size), {
+            t: b[t].to_numpy(zero_copy_only=False).astype(np.float64) for t in MONITOR_TARGETS}
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train entry point: NNCLR on this worker's shards of ``train``, ``val``, ``monitor``.
+
+    Parameters
+    ----------
+    config : dict
+        From :func:`loop_config`. Testing hook: ``fail_after_epoch`` plus ``fail_marker``
+        (a URL) make rank 0 raise once after reporting that epoch, to exercise
+        ``FailureConfig`` retries.
+    """
+    import ray.train
+    import ray.train.torch as rtt
+
+    ctx = ray.train.get_context()
+    # Threads: Ray sets OMP_NUM_THREADS from the worker's CPU request (fractional → 1); on
+    # a shared CPU node more intra-op threads than cores slow every worker down.
+    device = rtt.get_device()
+    trainer = ClrTrainer(config, device)
+    storage: StorageConfig | None = config.get("storage")
+    epochs = int(config["epochs"])
+    start = 0
+    resumed = ray.train.get_checkpoint()
+    if resumed is not None:
+        with resumed.as_directory() as d:
+            start = trainer.load(ckpt.load_training_state(d), source=resumed.path)
+        log.info("resuming NNCLR at epoch %d from %s", start, resumed.path)
+    trainer.model = rtt.prepare_model(trainer.model)
+    trainer.criterion.synchronize()
+    c, size, seed = trainer.clr, int(config["in_size"]), int(config.get("seed", 0))
+    train_iter = _shard_passes(ray.train.get_dataset_shard("train"), c["batch_size"], size,
+                               seed + 31 * ctx.get_world_rank() + 1009 * start)
+    val_shard = ray.train.get_dataset_shard("val")
+    ref_shard = ray.train.get_dataset_shard("monitor")
+    metrics_url = st.join(config["out"], ckpt.METRICS_FILE)
+    for epoch in range(start, epochs):
+        metrics = trainer.run_epoch(
+            epoch, train_iter, _shard_with_targets(val_shard, c["batch_size"], size),
+            _shard_with_targets(ref_shard, c["batch_size"], size))
+        metrics["resumed_at_epoch"] = start
+        state = trainer.state(epoch)
+        with tempfile.TemporaryDirectory() as d:
+            checkpoint = None
+            if ctx.get_world_rank() == 0:
+                ckpt.save_training_state(d, state)
+                checkpoint = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch:04d}")
+        if ctx.get_world_rank() == 0:
+            ckpt.append_metrics(metrics_url, metrics, storage)
+            log.info("NNCLR epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
+                                                   for k, v in metrics.items()})
+            _maybe_fail(config, epoch, storage)
+
+
+def _maybe_fail(config: Mapping[str, Any], epoch: int, storage: StorageConfig | None) -> None:
+    marker = config.get("fail_marker")
+    if marker is None or config.get("fail_after_epoch") != epoch or st.exists(marker, storage):
+        return
+    st.write_bytes(marker, b"failed once\n", storage)
+    msg = f"injected worker failure after epoch {epoch} (testing hook)"
+    raise RuntimeError(msg)
+
+
+# --------------------------------------------------------------------------------------
+# The same loop without Ray
+
+
+def train_local(
+    config: Mapping[str, Any],
+    train_images: np.ndarray,
+    val: Mapping[str, np.ndarray],
+    monitor: Mapping[str, np.ndarray],
+    *,
+    device: str | torch.device = "cpu",
+    epochs: int | None = None,
+) -> tuple[ClrTrainer, list[dict[str, Any]]]:
+    """Train NNCLR in plain PyTorch on in-memory arrays (one process, no Ray).
+
+    Parameters
+    ----------
+    config : mapping
+        From :func:`loop_config`.
+    train_images : numpy.ndarray
+        uint8 (N, 3, S, S) training stamps.
+    val, monitor : mapping of str to numpy.ndarray
+        ``image`` plus :data:`~ergo_ray.train.data.MONITOR_TARGETS` for the validation and
+        the k-NN reference samples (:func:`ergo_ray.train.data.read_split`).
+    device : str or torch.device
+        Training device.
+    epochs : int, optional
+        Overrides ``config["epochs"]``.
+
+    Returns
+    -------
+    tuple of (ClrTrainer, list of dict)
+        The trained state and the metrics of each epoch.
+    """
+    from ergo_ray.train.data import iterate_batches
+
+    trainer = ClrTrainer(config, torch.device(device))
+    c = trainer.clr
+    batches = iterate_batches(train_images, c["batch_size"], seed=int(config.get("seed", 0)))
+
+    def with_targets(d: Mapping[str, np.ndarray]) -> Iterator[TargetBatch]:
+        for s in range(0, len(d["image"]), c["batch_size"]):
+            yield d["image"][s : s + c["batch_size"]], {
+                t: np.asarray(d[t])[s : s + c["batch_size"]] for t in MONITOR_TARGETS}
+
+    history = []
+    for epoch in range(int(epochs if epochs is not None else config["epochs"])):
+        history.append(trainer.run_epoch(epoch, batches, with_targets(val), with_targets(monitor)))
+    return trainer, history
+
+
+# --------------------------------------------------------------------------------------
+# The driver
+
+
+def resolve_preprocess(cfg: RunConfig, inputs: Sequence[Any]) -> dict[str, Any]:
+    """Return the preprocessing settings that produced the inputs (kept with the encoder).
+
+    Taken from the inputs' ``_meta/config.yaml`` when present, otherwise from ``cfg``.
+
+    Raises
+    ------
+    InputError
+        If the inputs were prepared with different settings.
+    ConfigError
+        If the stamps' size disagrees with ``preprocess.size`` and the inputs carry no record.
+    """
+    size = inputs[0].image_size
+    recorded = [p.preprocess for p in inputs if p.preprocess is not None]
+    if recorded:
+        def key(d: Mapping[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in d.items() if k != "rows_per_file"}
+
+        first = recorded[0]
+        if any(key(r) != key(first) for r in recorded[1:]):
+            raise InputError("the prepared inputs were made with different preprocess settings; "
+                             "prepare them alike", source=inputs[0].url)
+        if int(first.get("size", size)) != size:
+            raise InputError(f"{st.redact(inputs[0].url)}: stamps are {size} px but its "
+                             f"config records preprocess.size={first.get('size')}",
+                             source=inputs[0].url)
+        return dict(first)
+    if cfg.preprocess.size != size:
+        raise ConfigError(f"the prepared stamps are {size} px but preprocess.size is "
+                          f"{cfg.preprocess.size}; pass --set preprocess.size={size}")
+    return cfg.preprocess.model_dump(mode="json")
+
+
+def fit_nnclr(
+    cfg: RunConfig,
+    *,
+    data: Sequence[str],
+    out: str,
+    workers: int | None = None,
+    use_gpu: bool | None = None,
+    epochs: int | None = None,
+    extra_config: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train NNCLR with Ray Train and export the encoder (``ergo-ray train-nnclr``).
+
+    Re-running with the same ``out`` resumes from the last checkpoint under
+    ``OUT/nnclr/`` and trains up to ``epochs`` in total; worker failures are retried
+    (``FailureConfig(max_failures=2)``).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+    data : sequence of str
+        Prepared-shard folders.
+    out : str
+        Output URL: ``OUT/nnclr/`` (Ray Train checkpoints), ``OUT/metrics.jsonl``,
+        ``OUT/encoder.pt``.
+    workers : int, optional
+        Ray Train workers (default ``cluster.workers``).
+    use_gpu : bool, optional
+        One GPU per worker (default ``cluster.use_gpu``).
+    epochs : int, optional
+        Total epochs (default ``clr.epochs``).
+    extra_config : mapping, optional
+        Extra keys for the worker configuration (testing hooks).
+
+    Returns
+    -------
+    dict
+        ``epochs`` trained in total, ``metrics`` of the last epoch, ``encoder`` URL,
+        ``checkpoint`` path.
+
+    Raises
+    ------
+    ConfigError, InputError
+        Before Ray work starts, for bad settings or inputs.
+    ErgoRayError
+        If training fails after the retries.
+    """
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from ergo_ray import runtime
+    from ergo_ray.train.data import build_datasets, discover_inputs
+
+    n_workers = cfg.cluster.workers if workers is None else workers
+    if n_workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {n_workers}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    if cfg.clr.support_set == "global" and cfg.clr.memory_bank_size < n_workers * cfg.clr.batch_size:
+        log.warning("clr.memory_bank_size=%d is smaller than workers × batch (%d)",
+                    cfg.clr.memory_bank_size, n_workers * cfg.clr.batch_size)
+    inputs = discover_inputs(data, cfg.storage)
+    preprocess = resolve_preprocess(cfg, inputs)
+    config = loop_config(cfg, in_size=inputs[0].image_size, preprocess=preprocess, out=out,
+                         epochs=epochs)
+    config |= dict(extra_config or {})
+    datasets = build_datasets(inputs, cfg.storage, domain_mix=cfg.clr.domain_mix,
+                              monitor_rows=cfg.clr.monitor_rows, seed=cfg.seed)
+    fs, path = st.arrow_fs(out, cfg.storage)
+    st.makedirs(out, cfg.storage)
+    run_config = ray.train.RunConfig(
+        name=RUN_NAME, storage_path=path,
+        storage_filesystem=fs if st.locate(out).scheme != "file" else None,
+        failure_config=ray.train.FailureConfig(max_failures=2),
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+    )
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=config,
+        scaling_config=runtime.scaling_config(cfg, n_workers, use_gpu),
+        run_config=run_config, datasets=datasets,
+    )
+    try:
+        result = trainer.fit()
+    except Exception as err:  # Ray wraps worker errors in TrainingFailedError
+        cause = _root_cause(err)
+        if isinstance(cause, ErgoRayError):
+            raise cause from err
+        raise ErgoRayError(f"NNCLR training under {st.redact(out)} failed: {cause}") from err
+    if result.checkpoint is None:
+        raise CheckpointError(f"{st.redact(out)}: training produced no checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = ckpt.load_training_state(d)
+    encoder_state = {k.removeprefix("encoder."): v for k, v in state["model"].items()
+                     if k.startswith("encoder.")}
+    encoder = build_encoder(config["clr"]["widths"], config["clr"]["blocks"],
+                            config["clr"]["rep_dim"], config["in_size"])
+    encoder.load_state_dict(encoder_state)
+    encoder_url = st.join(out, ckpt.ENCODER_FILE)
+    ckpt.export_encoder(encoder_url, encoder, clr=config["clr"], preprocess=preprocess,
+                        in_size=config["in_size"], rep_dim=config["clr"]["rep_dim"],
+                        epoch=state["epoch"], storage=cfg.storage)
+    history = ckpt.read_metrics(st.join(out, ckpt.METRICS_FILE), cfg.storage)
+    return {"epochs": int(state["epoch"]) + 1, "metrics": history[-1] if history else {},
+            "encoder": encoder_url, "checkpoint": result.checkpoint.path}
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    seen = set()
+    while id(err) not in seen:
+        seen.add(id(err))
+        nxt = getattr(err, "cause", None) or err.__cause__
+        if isinstance(err, ErgoRayError) or nxt is None:
+            return err
+        err = nxt
+    return err
