@@ -432,6 +432,14 @@ def _fits_table(data: bytes, url: str) -> pa.Table:
     return pa.table(cols)
 
 
+def _is_dir(url: str, storage: StorageConfig | None) -> bool:
+    fs, path = st.fsspec_fs(url, storage)
+    try:
+        return bool(fs.isdir(path))
+    except OSError:
+        return False
+
+
 def read_user_catalog(
     url: str, storage: StorageConfig | None = None, required: Iterable[str] = ()
 ) -> pa.Table:
@@ -471,9 +479,7 @@ def read_user_catalog(
             table = pcsv.read_csv(io.BytesIO(data))
         elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
             table = _fits_table(st.read_bytes(url, storage), url)
-        elif name.endswith(".parquet") or (
-            st.exists(url, storage) and not name.endswith((".csv", ".fits"))
-        ):
+        elif name.endswith(".parquet") or _is_dir(url, storage):
             parts = (
                 [url]
                 if name.endswith(".parquet")
