@@ -475,6 +475,7 @@ def _check_gpus(opts: CatalogOptions) -> None:
 
 def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
                 config_json: str = "{}", *,
+                on_start: Callable[[], None] | None = None,
                 on_write: Callable[[str], None] | None = None) -> CatalogResult:
     """Make (or finish) the posterior catalogue of ``opts.input`` under ``opts.out``.
 
@@ -488,6 +489,9 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
         Storage settings.
     config_json : str
         The resolved run configuration as JSON (Parquet metadata ``ergo_ray.config``).
+    on_start : callable, optional
+        Called once the output folder has been checked against this job (and before any
+        work): the place to write provenance, which a refused re-run must not overwrite.
     on_write : callable, optional
         Called with each unit key after its part is written.
 
@@ -509,6 +513,8 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
     }
     manifest = Manifest(opts.out, units, fingerprint, storage_cfg)
     resumed = manifest.open()
+    if on_start is not None:
+        on_start()
     pending = manifest.pending()
     skipped = len(units) - len(pending)
     if resumed:
