@@ -384,9 +384,11 @@ class Manifest:
                    f"(first: {missing[0].source}); re-run the same command to finish")
             raise CheckpointError(msg)
 
+        fs, _ = storage.arrow_fs(self.layout.parts, self.storage_cfg)
+
         def read(unit: WorkUnit) -> pa.Table:
-            with storage.open_read(self.layout.part(unit.key), self.storage_cfg) as fh:
-                return pq.read_table(fh, columns=["object_id", "status"])
+            path = storage.locate(self.layout.part(unit.key)).path
+            return pq.read_table(path, filesystem=fs, columns=["object_id", "status"])
 
         with ThreadPoolExecutor(max_workers=threads) as pool:
             tables = list(pool.map(read, self.units))

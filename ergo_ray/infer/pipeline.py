@@ -621,9 +621,10 @@ def _write_actors(manifest: Manifest, collector: UnitCollector,
 
 
 def _part_tables(manifest: Manifest, storage_cfg: StorageConfig | None) -> Iterable[pa.Table]:
+    fs, _ = storage.arrow_fs(manifest.layout.parts, storage_cfg)
     for unit in manifest.units:
-        with storage.open_read(manifest.layout.part(unit.key), storage_cfg) as fh:
-            yield pq.read_table(fh)
+        path = storage.locate(manifest.layout.part(unit.key)).path
+        yield pq.read_table(path, filesystem=fs)
 
 
 def _first_error(manifest: Manifest, storage_cfg: StorageConfig | None) -> str | None:
