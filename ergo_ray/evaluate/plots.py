@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from ergo_ray.types import TARGETS
 
@@ -397,9 +398,10 @@ def ood_histogram_figure(
     fig = Figure(figsize=(4.3 * ncol, 3.4 * nrow), layout="constrained")
     axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
     allv = np.concatenate([np.asarray(v) for v in scores.values()])
-    allv = allv[np.isfinite(allv)]
-    hi = float(min(np.percentile(allv, 99.5), 10.0)) if allv.size else 3.0
-    edges = np.linspace(0.0, max(hi, 1.5), 50)
+    allv = allv[np.isfinite(allv) & (allv > 0)]
+    lo = float(min(np.percentile(allv, 0.5), 0.8)) if allv.size else 0.5
+    hi = float(max(np.percentile(allv, 99.5), 1.5)) if allv.size else 3.0
+    edges = np.geomspace(lo, hi, 50)
     for ax, a in zip(axes, names, strict=False):
         for i, b in enumerate(names):
             s = scores.get((a, b))
@@ -408,12 +410,18 @@ def ood_histogram_figure(
             s = np.asarray(s)
             s = s[np.isfinite(s)]
             frac = float(np.mean(s > threshold)) if s.size else float("nan")
-            ax.hist(np.clip(s, 0, edges[-1]), bins=edges, histtype="step", density=True,
+            ax.hist(np.clip(s, edges[0], edges[-1]), bins=edges, histtype="step",
+                    weights=np.full(s.size, 1.0 / max(s.size, 1)),
                     color=_COLORS[i % 10], lw=2 if a == b else 1.2,
                     label=f"{a}-{b}: {frac:.1%} > {threshold:g}")
         ax.axvline(threshold, color="k", ls=":", lw=1)
-        ax.set_xlabel("scaled OOD score")
-        ax.set_ylabel("density")
+        ax.set_xscale("log")
+        ticks = [t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if edges[0] <= t <= edges[-1]]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("scaled OOD score (log)")
+        ax.set_ylabel("fraction per bin")
         ax.set_title(f"query: {a}")
         ax.legend(fontsize=7)
     for ax in axes[n:]:
