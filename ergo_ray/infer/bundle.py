@@ -1,0 +1,565 @@
+"""The model bundle: everything ``catalog``, ``embed``, ``validate`` and ``compare`` need.
+
+A bundle is one folder (local, ``file://`` or ``s3://``) holding
+
+``encoder.pt``
+    the frozen NNCLR encoder, exactly as ``train-nnclr`` exported it
+    (:func:`ergo_ray.train.checkpoint.export_encoder`);
+``cinn.pt``
+    the conditional INN: ``{"arch": CinnArch, "state_dict"}`` (:mod:`ergo_ray.models.cinn`);
+``baseline.pt`` (optional)
+    the same cINN conditioned on the standardised (log M*, z) only;
+``transforms.json``
+    target transform and scaler, baseline condition scaler, OOD calibration, input size,
+    preprocessing settings;
+``config.yaml``
+    the resolved configuration of the run (its ``preprocess`` section is the one the
+    training shards were prepared with);
+``reference.npy``, ``reference_kdist.npy``
+    the OOD reference representations (raw, float32 (M, 256)) and their k-th neighbour
+    distances;
+``metrics.json``
+    calibration and accuracy on the test split;
+``manifest.json``
+    the sha256 of every other file and ``model_id``, a hash of those digests.
+
+Everything is plain data: weights load with ``torch.load(weights_only=True)``, and every
+file is checked against the manifest before use, so a modified file is refused with a
+:class:`~ergo_ray.errors.CheckpointError` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import yaml
+
+from ergo_ray import __version__
+from ergo_ray.errors import BadObjectError, CheckpointError, InputError, StorageError
+from ergo_ray.infer.ood_score import OodReference
+from ergo_ray.infer.summaries import summarize as _summarize
+from ergo_ray.io import storage as st
+from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.targets import Standardizer, TargetTransform
+
+if TYPE_CHECKING:
+    from ergo_ray.config.schema import RunConfig, StorageConfig
+
+log = logging.getLogger("ergo_ray")
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "OPTIONAL_FILES",
+    "REQUIRED_FILES",
+    "ModelBundle",
+    "encoder_from_bytes",
+    "load_bundle",
+    "load_encoder_file",
+    "npy_bytes",
+    "torch_bytes",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+REQUIRED_FILES: tuple[str, ...] = ("encoder.pt", "cinn.pt", "transforms.json", "config.yaml",
+                                   "reference.npy", "reference_kdist.npy", "metrics.json")
+OPTIONAL_FILES: tuple[str, ...] = ("baseline.pt",)
+#: ``format`` of an exported encoder (:mod:`ergo_ray.train.checkpoint`).
+ENCODER_FORMAT = "ergo_ray.encoder"
+
+
+# ------------------------------------------------------------------------ serialisation
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save`` a plain dict of tensors and scalars to bytes."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """Serialise an array as ``.npy`` bytes (no pickle)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_torch(data: bytes, name: str, device: torch.device | str = "cpu") -> Any:
+    try:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as err:
+        msg = f"{name}: cannot load weights safely (weights_only=True): {err}"
+        raise CheckpointError(msg) from err
+
+
+def _load_npy(data: bytes, name: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as err:
+        msg = f"{name}: not a valid .npy array: {err}"
+        raise CheckpointError(msg) from err
+
+
+def encoder_from_bytes(data: bytes, source: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild an encoder from an ``encoder.pt`` written by ``train-nnclr``.
+
+    The file format is that of :func:`ergo_ray.train.checkpoint.export_encoder`:
+    ``{"format": "ergo_ray.encoder", "version", "state_dict", "meta": {"clr", "preprocess",
+    "in_size", "rep_dim", ...}}``; a bundle stores that file unchanged.
+
+    Parameters
+    ----------
+    data : bytes
+        File content.
+    source : str
+        Where it came from (for messages).
+
+    Returns
+    -------
+    tuple of (torch.nn.Module, dict)
+        The encoder on the CPU in eval mode, and its meta.
+
+    Raises
+    ------
+    CheckpointError
+        If the content is not an encoder file or the weights do not fit.
+    """
+    from ergo_ray.models.encoder import build_encoder
+
+    obj = _load_torch(data, source)
+    if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT or \
+            "state_dict" not in obj or "meta" not in obj:
+        msg = f"{source}: not an ergo_ray encoder file"
+        raise CheckpointError(msg)
+    meta = dict(obj["meta"])
+    try:
+        clr = meta["clr"]
+        enc = build_encoder(clr["widths"], clr["blocks"], int(meta["rep_dim"]),
+                            int(meta["in_size"]))
+        enc.load_state_dict(obj["state_dict"], strict=True)
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:
+        msg = f"{source}: encoder weights do not match their recorded architecture: {err}"
+        raise CheckpointError(msg) from err
+    return enc.eval(), meta
+
+
+def load_encoder_file(url: str, storage: StorageConfig | None = None,
+                      sha256: str | None = None) -> torch.nn.Module:
+    """Load an ``encoder.pt`` (a ``train-nnclr`` output's or a bundle's), checking its digest.
+
+    Parameters
+    ----------
+    url : str
+        URL of the ``encoder.pt`` file.
+    storage : StorageConfig, optional
+        Storage settings.
+    sha256 : str, optional
+        Expected digest; a mismatch raises :class:`CheckpointError`.
+
+    Returns
+    -------
+    torch.nn.Module
+        The encoder on the CPU, in eval mode.
+    """
+    data = st.read_bytes(url, storage)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        msg = f"{st.redact(url)}: sha256 does not match the expected digest; the file was " \
+              f"modified or corrupted"
+        raise CheckpointError(msg)
+    return encoder_from_bytes(data, st.redact(url))[0]
+
+
+# ------------------------------------------------------------------------ manifest
+def _model_id(digests: Mapping[str, str]) -> str:
+    canon = json.dumps(dict(sorted(digests.items())), separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def write_bundle(url: str, files: Mapping[str, bytes], storage: StorageConfig | None = None
+                 ) -> str:
+    """Write the bundle's files, then its manifest (last, so a bundle is complete or absent).
+
+    Parameters
+    ----------
+    url : str
+        Bundle folder.
+    files : mapping of str to bytes
+        File name → content; must include every name in :data:`REQUIRED_FILES`.
+    storage : StorageConfig, optional
+        Storage settings.
+
+    Returns
+    -------
+    str
+        The ``model_id``.
+    """
+    missing = [f for f in REQUIRED_FILES if f not in files]
+    if missing:
+        msg = f"cannot write bundle {st.redact(url)}: missing {missing}"
+        raise CheckpointError(msg)
+    # An old manifest must not vouch for a half-written new bundle.
+    st.remove(st.join(url, MANIFEST), storage)
+    digests: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for name, data in files.items():
+        st.write_bytes(st.join(url, name), data, storage)
+        digests[name] = hashlib.sha256(data).hexdigest()
+        sizes[name] = len(data)
+    model_id = _model_id(digests)
+    manifest = {"format": BUNDLE_FORMAT, "model_id": model_id, "ergo_ray_version": __version__,
+                "files": {n: {"sha256": digests[n], "bytes": sizes[n]} for n in sorted(digests)}}
+    st.write_bytes(st.join(url, MANIFEST), json.dumps(manifest, indent=2).encode(), storage)
+    log.info("model bundle %s written to %s", model_id, st.redact(url))
+    return model_id
+
+
+def read_verified(url: str, storage: StorageConfig | None = None,
+                  names: tuple[str, ...] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Read a bundle's manifest and files, checking every sha256.
+
+    Parameters
+    ----------
+    url : str
+        Bundle folder.
+    storage : StorageConfig, optional
+        Storage settings.
+    names : tuple of str, optional
+        Read only these files (default: every file in the manifest).
+
+    Returns
+    -------
+    manifest : dict
+        The parsed manifest.
+    files : dict of str to bytes
+        Verified file contents.
+
+    Raises
+    ------
+    CheckpointError
+        If the manifest is missing or malformed, a file is missing, or a digest differs.
+    """
+    where = st.redact(url)
+    try:
+        raw = st.read_bytes(st.join(url, MANIFEST), storage)
+    except StorageError as err:
+        msg = f"{where}: not a model bundle (no readable {MANIFEST}): {err}"
+        raise CheckpointError(msg) from err
+    try:
+        manifest = json.loads(raw)
+        entries = {n: e["sha256"] for n, e in manifest["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        msg = f"{where}/{MANIFEST}: malformed manifest: {err}"
+        raise CheckpointError(msg) from err
+    if manifest.get("format") != BUNDLE_FORMAT:
+        msg = f"{where}: bundle format {manifest.get('format')!r} is not supported " \
+              f"(this version reads format {BUNDLE_FORMAT})"
+        raise CheckpointError(msg)
+    missing = [f for f in REQUIRED_FILES if f not in entries]
+    if missing:
+        msg = f"{where}: the manifest lacks required files {missing}"
+        raise CheckpointError(msg)
+    if _model_id(entries) != manifest.get("model_id"):
+        msg = f"{where}/{MANIFEST}: model_id does not match the file digests; the manifest " \
+              f"was modified"
+        raise CheckpointError(msg)
+    out: dict[str, bytes] = {}
+    for name in names or tuple(entries):
+        if name not in entries:
+            continue
+        try:
+            data = st.read_bytes(st.join(url, name), storage)
+        except StorageError as err:
+            msg = f"{where}: bundle file {name} is missing or unreadable: {err}"
+            raise CheckpointError(msg) from err
+        got = hashlib.sha256(data).hexdigest()
+        if got != entries[name]:
+            msg = f"{where}/{name}: sha256 {got[:12]}… does not match the manifest " \
+                  f"({entries[name][:12]}…); the file was modified or corrupted — refusing " \
+                  f"to load this bundle"
+            raise CheckpointError(msg)
+        out[name] = data
+    return manifest, out
+
+
+# ------------------------------------------------------------------------ the bundle
+class ModelBundle:
+    """A loaded model bundle (see :func:`load_bundle`).
+
+    Attributes
+    ----------
+    url : str
+        Where it was loaded from.
+    model_id : str
+        Content hash of the bundle's files.
+    device : torch.device
+        Where the networks run.
+    config : RunConfig
+        The resolved configuration of the training run.
+    input_size : int
+        Side of the prepared stamps the encoder expects.
+    rep_dim : int
+        Length of the representation.
+    metrics : dict
+        Test-split calibration and accuracy (``metrics.json``).
+    has_baseline : bool
+        Whether the (log M*, z) baseline is present.
+    """
+
+    def __init__(self, url: str, manifest: Mapping[str, Any], files: Mapping[str, bytes],
+                 device: torch.device) -> None:
+        from ergo_ray.config.schema import RunConfig
+
+        self.url = url
+        self.model_id = str(manifest["model_id"])
+        self.device = device
+        try:
+            self.config: RunConfig = RunConfig.model_validate(
+                yaml.safe_load(files["config.yaml"]) or {})
+            tr = json.loads(files["transforms.json"])
+            self.metrics: dict[str, Any] = json.loads(files["metrics.json"])
+            self.transform = TargetTransform.from_dict(tr["targets"])
+            self.input_size = int(tr["input_size"])
+            self.rep_dim = int(tr["rep_dim"])
+            self.preprocess: dict[str, Any] = dict(tr.get("preprocess") or {})
+            self.ood = OodReference.from_parts(
+                tr["ood"], _load_npy(files["reference.npy"], "reference.npy"),
+                _load_npy(files["reference_kdist.npy"], "reference_kdist.npy"))
+            base_scaler = tr.get("baseline_condition")
+        except CheckpointError:
+            raise
+        except Exception as err:
+            msg = f"{st.redact(url)}: bundle metadata is invalid: {err}"
+            raise CheckpointError(msg) from err
+        encoder, self.encoder_meta = encoder_from_bytes(files["encoder.pt"], "encoder.pt")
+        self.encoder = encoder.to(device)
+        self.cinn = ConditionalINN.from_payload(_load_torch(files["cinn.pt"], "cinn.pt")).to(device).eval()
+        self.baseline: ConditionalINN | None = None
+        self.baseline_scaler: Standardizer | None = None
+        if "baseline.pt" in files and base_scaler:
+            self.baseline = ConditionalINN.from_payload(
+                _load_torch(files["baseline.pt"], "baseline.pt")).to(device).eval()
+            self.baseline_scaler = Standardizer.from_dict(base_scaler)
+        self.batch_size = int(self.config.infer.batch_size)
+        self.kde_grid = int(self.config.infer.kde_grid)
+        self.mixed_precision = bool(self.config.infer.mixed_precision)
+
+    @property
+    def has_baseline(self) -> bool:
+        """Whether the bundle holds the (log M*, z) baseline."""
+        return self.baseline is not None
+
+    def __repr__(self) -> str:
+        return (f"ModelBundle(model_id={self.model_id!r}, input_size={self.input_size}, "
+                f"device={self.device}, baseline={self.has_baseline})")
+
+    # ---------------------------------------------------------------- images
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """Raw float32 (N, 3, H, W) g, r, i cutouts → prepared uint8 (N, 3, S, S).
+
+        Raises
+        ------
+        BadObjectError
+            Naming the index of the first cutout that cannot be prepared.
+        """
+        from ergo_ray.io.cutout import Cutout
+        from ergo_ray.preprocess import prepare_image
+
+        kw = {k: self.preprocess[k] for k in ("crop_factor", "stretch", "central_box_px",
+                                              "detect_nsigma", "min_area_px")
+              if k in self.preprocess}
+        out = np.empty((len(images), 3, self.input_size, self.input_size), np.uint8)
+        for i, img in enumerate(images):
+            try:
+                out[i], _ = prepare_image(Cutout(np.asarray(img, np.float32), source=f"image {i}"),
+                                          size=self.input_size, **kw)
+            except BadObjectError as err:
+                msg = f"image {i}: cannot be prepared: {err}"
+                raise BadObjectError(msg, object_id=str(i), reason=err.reason) from err
+        return out
+
+    def _as_prepared(self, images: np.ndarray) -> np.ndarray:
+        arr = np.asarray(images)
+        if arr.ndim != 4 or arr.shape[1] != 3:
+            msg = f"images must be (N, 3, H, W), got shape {arr.shape}"
+            raise InputError(msg)
+        if arr.dtype == np.uint8:
+            if arr.shape[2:] != (self.input_size, self.input_size):
+                msg = f"prepared uint8 images must be (N, 3, {self.input_size}, " \
+                      f"{self.input_size}) for this bundle, got {arr.shape}"
+                raise InputError(msg)
+            return arr
+        if arr.dtype.kind != "f":
+            msg = f"images must be uint8 (prepared) or float (raw cutouts), got {arr.dtype}"
+            raise InputError(msg)
+        return self.prepare(arr)
+
+    def represent(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """Representations of images.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Raw cutouts, float32 (N, 3, H, W), bands g, r, i in the readers' flux unit (ZP
+            27), preprocessed with the bundle's settings; or prepared uint8 (N, 3, S, S)
+            (channels i, r, g) at the bundle's input size.
+        batch_size : int, optional
+            Images per forward pass (default ``config.infer.batch_size``).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (N, rep_dim).
+        """
+        prepared = self._as_prepared(images)
+        bs = int(batch_size or self.batch_size)
+        out = np.empty((len(prepared), self.rep_dim), np.float32)
+        amp = self.mixed_precision and self.device.type == "cuda"
+        with torch.inference_mode():
+            for start in range(0, len(prepared), bs):
+                x = torch.from_numpy(np.ascontiguousarray(prepared[start:start + bs]))
+                x = x.to(self.device, non_blocking=True).float().div_(255.0)
+                with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
+                    r = self.encoder(x)
+                out[start:start + bs] = r.float().cpu().numpy()
+        return out
+
+    # ---------------------------------------------------------------- posterior
+    def _reps(self, images_or_reps: np.ndarray) -> np.ndarray:
+        arr = np.asarray(images_or_reps)
+        if arr.ndim == 4:
+            return self.represent(arr)
+        if arr.ndim == 2 and arr.shape[1] == self.rep_dim:
+            return arr.astype(np.float32, copy=False)
+        msg = f"expected images (N, 3, H, W) or representations (N, {self.rep_dim}), got " \
+              f"shape {arr.shape}"
+        raise InputError(msg)
+
+    def _seeds(self, n: int, seed: int, seeds: np.ndarray | None) -> np.ndarray:
+        if seeds is None:
+            return index_seeds(seed, n)
+        s = np.asarray(seeds)
+        if s.shape != (n,) or s.dtype.kind not in "iu":
+            msg = f"seeds must be an integer array of shape ({n},), got {s.dtype} {s.shape}"
+            raise InputError(msg)
+        return s
+
+    def _sample(self, net: ConditionalINN, cond: np.ndarray, n_samples: int,
+                seeds: np.ndarray) -> np.ndarray:
+        n = len(cond)
+        out = np.empty((n, n_samples, 3), np.float32)
+        bad = ~np.isfinite(cond).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            msg = f"object {i}: non-finite condition (representation) — cannot sample"
+            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_representation")
+        per = max(1, (1 << 18) // max(1, n_samples))
+        with torch.inference_mode():
+            for start in range(0, n, per):
+                sl = slice(start, start + per)
+                z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3)).to(self.device)
+                c = torch.from_numpy(np.ascontiguousarray(cond[sl], np.float32)).to(self.device)
+                x = self.transform.inverse(net.sample(c, z))
+                out[sl] = x.float().cpu().numpy()
+        bad_rows = ~np.isfinite(out).all(axis=(1, 2))
+        if bad_rows.any():
+            i = int(np.flatnonzero(bad_rows)[0])
+            msg = f"object {i}: the cINN produced non-finite posterior samples"
+            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_posterior")
+        return out
+
+    def sample_posterior(self, images_or_reps: np.ndarray, n_samples: int | None = None,
+                         seed: int = 0, seeds: np.ndarray | None = None) -> np.ndarray:
+        """Posterior samples of the three targets.
+
+        Parameters
+        ----------
+        images_or_reps : numpy.ndarray
+            Images (see :meth:`represent`) or representations (N, rep_dim).
+        n_samples : int, optional
+            Samples per object (default ``config.infer.n_samples``).
+        seed : int
+            Run seed; object ``i`` of this call gets seed ``index_seeds(seed, N)[i]``.
+        seeds : numpy.ndarray, optional
+            int64 (N,) per-object seeds (for example
+            :func:`ergo_ray.models.cinn.object_seeds` of the object IDs), overriding
+            ``seed``: an object's samples then do not depend on the batch it is in.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (N, n_samples, 3): ex-situ fraction, lookback time [Gyr], log10 merger
+            mass [Msun]; samples meaning "no major merger" keep their out-of-range values.
+        """
+        reps = self._reps(images_or_reps)
+        n = int(n_samples or self.config.infer.n_samples)
+        return self._sample(self.cinn, reps, n, self._seeds(len(reps), seed, seeds))
+
+    def baseline_sample(self, log_mstar: np.ndarray, redshift: np.ndarray,
+                        n_samples: int | None = None, seed: int = 0,
+                        seeds: np.ndarray | None = None) -> np.ndarray:
+        """Posterior samples of the (log M*, z) baseline (same layout as :meth:`sample_posterior`).
+
+        Raises
+        ------
+        CheckpointError
+            If the bundle was trained without ``--baseline``.
+        """
+        if self.baseline is None or self.baseline_scaler is None:
+            msg = f"{st.redact(self.url)}: this bundle has no baseline (train-cinn --baseline)"
+            raise CheckpointError(msg)
+        cond = np.stack([np.asarray(log_mstar, np.float64), np.asarray(redshift, np.float64)], 1)
+        cond = np.asarray(self.baseline_scaler.forward(cond), np.float32)
+        n = int(n_samples or self.config.infer.n_samples)
+        return self._sample(self.baseline, cond, n, self._seeds(len(cond), seed, seeds))
+
+    def summarize(self, samples: np.ndarray) -> dict[str, np.ndarray]:
+        """Posterior summaries: the catalogue's ``{T}_map`` … ``p_no_major_merger`` columns."""
+        return _summarize(samples, grid=self.kde_grid, device=self.device)
+
+    def ood_score(self, reps: np.ndarray) -> np.ndarray:
+        """Per-galaxy OOD score against the training domain (> 1: out of domain)."""
+        return self.ood.score(self._reps(reps) if np.asarray(reps).ndim == 4 else reps,
+                              device=self.device)
+
+
+def load_bundle(url: str, storage: StorageConfig | None = None,
+                device: str | torch.device | None = None) -> ModelBundle:
+    """Load and verify a model bundle.
+
+    Parameters
+    ----------
+    url : str
+        Bundle folder (local path, ``file://`` or ``s3://``).
+    storage : StorageConfig, optional
+        Storage settings.
+    device : str or torch.device, optional
+        Default: CUDA if available, else CPU.
+
+    Returns
+    -------
+    ModelBundle
+        The loaded bundle.
+
+    Raises
+    ------
+    CheckpointError
+        If the bundle is incomplete, a file fails its sha256 check, or the weights do not fit.
+    """
+    dev = torch.device(device) if device else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    manifest, files = read_verified(url, storage)
+    return ModelBundle(url, manifest, files, dev)
+
+
+def bundle_config(cfg: RunConfig) -> str:
+    """The resolved configuration as stored in ``config.yaml``."""
+    from ergo_ray.config.loader import resolved_yaml
+
+    return resolved_yaml(cfg)

@@ -1,0 +1,337 @@
+"""Training the conditional INN: a pure epoch loop, and its Ray Train wrapper.
+
+:func:`fit_cinn` trains one :class:`~ergo_ray.models.cinn.ConditionalINN` on in-memory
+(target, condition) matrices: maximum likelihood ``mean(½‖z‖² − log|det J|)``, Adam,
+``ReduceLROnPlateau`` on the validation NLL, gradient-norm clipping and early stopping
+(method.md §4.3). It keeps the best-validation weights and calls back after every epoch with
+a complete, resumable training state, so it runs the same with Ray Train switched off (unit
+tests) and inside :func:`train_loop_per_worker`.
+
+:func:`train_loop_per_worker` is the Ray Train function: it pulls its dataset shard into
+memory once (representations are small: 1 kB per galaxy), wraps the network with
+``prepare_model`` (DDP when there are several workers), averages the validation NLL over
+the workers so that every rank takes the same schedule and stopping decisions, and reports
+a checkpoint (``state.pt``) every epoch. Re-running ``fit()`` with the same
+``RunConfig(name, storage_path)`` resumes from the latest one (ray-2.60-notes §2.1).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ergo_ray.errors import CheckpointError, InputError
+from ergo_ray.io import storage as st
+from ergo_ray.models.cinn import CinnArch, ConditionalINN
+
+if TYPE_CHECKING:
+    import ray.data
+    import ray.train
+
+    from ergo_ray.config.schema import RunConfig, StorageConfig
+
+log = logging.getLogger("ergo_ray")
+
+__all__ = [
+    "STATE_FILE",
+    "fit_cinn",
+    "loop_config",
+    "run_training",
+    "train_loop_per_worker",
+]
+
+STATE_FILE = "state.pt"
+_STATE_FORMAT = "ergo_ray.cinn-state"
+N_TARGETS = 3
+
+
+def loop_config(cfg: RunConfig, arch: CinnArch, seed: int) -> dict[str, Any]:
+    """The ``train_loop_config`` of a cINN run (plain, picklable values)."""
+    c = cfg.cinn
+    return {"arch": arch.to_dict(), "lr": c.lr, "weight_decay": c.weight_decay,
+            "batch_size": c.batch_size, "epochs": c.epochs, "patience": c.patience,
+            "lr_factor": c.lr_factor, "lr_patience": c.lr_patience,
+            "grad_clip": c.grad_clip, "seed": int(seed)}
+
+
+def _nll(net: Callable[..., tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
+         c: torch.Tensor) -> torch.Tensor:
+    z, log_jac = net(x, c)
+    return 0.5 * (z**2).sum(dim=1) - log_jac
+
+
+def _evaluate(model: ConditionalINN, x: torch.Tensor, c: torch.Tensor, batch: int = 4096
+              ) -> tuple[float, int]:
+    """Sum of the per-object NLL and the count (so workers can average exactly)."""
+    total = 0.0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(x), batch):
+            total += float(model.nll(x[start:start + batch], c[start:start + batch]).sum())
+    model.train()
+    return total, len(x)
+
+
+def fit_cinn(
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    config: Mapping[str, Any],
+    *,
+    state: Mapping[str, Any] | None = None,
+    wrap: Callable[[ConditionalINN], Any] | None = None,
+    reduce: Callable[[float, int], tuple[float, int]] | None = None,
+    on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
+    rank: int = 0,
+    device: torch.device | None = None,
+) -> tuple[ConditionalINN, dict[str, Any]]:
+    """Train a cINN by maximum likelihood with early stopping on the validation NLL.
+
+    Parameters
+    ----------
+    train : tuple of torch.Tensor
+        (targets (N, 3) standardised, conditions (N, C)) of this worker.
+    val : tuple of torch.Tensor, optional
+        Validation (targets, conditions); without it the training NLL drives the schedule.
+    config : mapping
+        :func:`loop_config` output.
+    state : mapping, optional
+        A state passed to ``on_epoch`` earlier: training continues after its epoch.
+    wrap : callable, optional
+        Wraps the network for training (e.g. ``ray.train.torch.prepare_model``).
+    reduce : callable, optional
+        ``(sum, count) -> (sum, count)`` over workers (all-reduce); identity by default.
+    on_epoch : callable, optional
+        Called as ``on_epoch(metrics, state)`` after every epoch.
+    rank : int
+        Worker rank (seeds the batch order).
+    device : torch.device, optional
+        Training device (default CPU).
+
+    Returns
+    -------
+    model : ConditionalINN
+        The network with the best validation weights, in eval mode.
+    state : dict
+        The final training state (``history``, ``best_val``, ``epoch``, ``stopped``).
+    """
+    dev = device or torch.device("cpu")
+    arch = CinnArch.from_dict(config["arch"])
+    model = ConditionalINN(arch).to(dev)
+    opt = torch.optim.Adam(list(model.trainable_parameters()), lr=config["lr"],
+                           weight_decay=config["weight_decay"])
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=config["lr_factor"], patience=config["lr_patience"])
+    st_: dict[str, Any] = {"epoch": -1, "best_val": math.inf, "best_state": None,
+                           "bad_epochs": 0, "history": [], "stopped": False}
+    if state is not None:
+        if dict(state.get("arch", {})) != arch.to_dict():
+            msg = f"the checkpoint's cINN architecture {state.get('arch')} differs from this " \
+                  f"run's {arch.to_dict()}; use a new --out or the original configuration"
+            raise CheckpointError(msg)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        st_.update({k: state[k] for k in ("epoch", "best_val", "best_state", "bad_epochs",
+                                          "history", "stopped")})
+        st_["history"] = list(st_["history"])
+    net = wrap(model) if wrap else model
+    x_tr, c_tr = (t.to(dev) for t in train)
+    n = len(x_tr)
+    if n == 0:
+        raise InputError("no training rows for the cINN")
+    bs = min(int(config["batch_size"]), n)
+    steps = max(1, n // bs)
+    red = reduce or (lambda s, k: (s, k))
+    for epoch in range(int(st_["epoch"]) + 1, int(config["epochs"])):
+        if st_["stopped"]:
+            break
+        gen = torch.Generator().manual_seed(int(config["seed"]) * 1_000_003 + epoch * 7919 + rank)
+        order = torch.randperm(n, generator=gen).to(dev)
+        model.train()
+        tot, cnt = 0.0, 0
+        for step in range(steps):
+            idx = order[step * bs:(step + 1) * bs]
+            loss = _nll(net, x_tr[idx], c_tr[idx]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config["grad_clip"])
+            opt.step()
+            tot += float(loss.detach()) * len(idx)
+            cnt += len(idx)
+        s, k = red(tot, cnt)
+        train_nll = s / max(k, 1)
+        if val is not None and len(val[0]):
+            vs, vk = red(*_evaluate(model, val[0].to(dev), val[1].to(dev)))
+            val_nll = vs / max(vk, 1)
+        else:
+            val_nll = train_nll
+        if not math.isfinite(val_nll):
+            log.warning("epoch %d: non-finite validation NLL", epoch)
+        sched.step(val_nll if math.isfinite(val_nll) else math.inf)
+        if val_nll < st_["best_val"] - 1e-6:
+            st_["best_val"] = val_nll
+            st_["best_state"] = {k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()}
+            st_["bad_epochs"] = 0
+        else:
+            st_["bad_epochs"] += 1
+        st_["stopped"] = st_["bad_epochs"] >= int(config["patience"])
+        st_["epoch"] = epoch
+        metrics = {"epoch": epoch, "train_nll": train_nll, "val_nll": val_nll,
+                   "best_val_nll": st_["best_val"], "lr": opt.param_groups[0]["lr"],
+                   "stopped": st_["stopped"]}
+        st_["history"].append(metrics)
+        if on_epoch is not None:
+            full = {"format": _STATE_FORMAT, "arch": arch.to_dict(),
+                    "model": {k_: v.detach().cpu() for k_, v in model.state_dict().items()},
+                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    **{k_: v for k_, v in st_.items()}}
+            on_epoch(metrics, full)
+    if st_["best_state"] is not None:
+        model.load_state_dict(st_["best_state"])
+    return model.eval(), st_
+
+
+# ------------------------------------------------------------------------ Ray Train
+def _collect(shard: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pull a dataset shard (column ``data``: [targets | condition]) into memory."""
+    parts = [np.asarray(b["data"], np.float32)
+             for b in shard.iter_batches(batch_size=8192, batch_format="numpy")]
+    if not parts:
+        return torch.empty(0, N_TARGETS), torch.empty(0, 0)
+    m = torch.from_numpy(np.concatenate(parts))
+    return m[:, :N_TARGETS].contiguous(), m[:, N_TARGETS:].contiguous()
+
+
+def _state_from_checkpoint(ckpt: Any) -> dict[str, Any]:
+    with ckpt.as_directory() as d:
+        path = os.path.join(d, STATE_FILE)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+        msg = f"{path}: not a cINN training state"
+        raise CheckpointError(msg)
+    return state
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train function of ``train-cinn`` (datasets ``train`` and ``val``, column ``data``)."""
+    import ray.train
+    import ray.train.torch as rtt
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    device = rtt.get_device()
+    train = _collect(ray.train.get_dataset_shard("train"))
+    val = _collect(ray.train.get_dataset_shard("val"))
+
+    def reduce(s: float, k: int) -> tuple[float, int]:
+        if world == 1:
+            return s, k
+        t = torch.tensor([s, float(k)], dtype=torch.float64, device=device)
+        torch.distributed.all_reduce(t)
+        return float(t[0]), int(t[1])
+
+    def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            ckpt = None
+            if rank == 0:
+                torch.save(state, os.path.join(d, STATE_FILE))
+                ckpt = ray.train.Checkpoint.from_directory(d)
+            ray.train.report(metrics, checkpoint=ckpt,
+                             checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")
+
+    prior = ray.train.get_checkpoint()
+    state = _state_from_checkpoint(prior) if prior else None
+    if state is not None and rank == 0:
+        log.info("resuming the cINN after epoch %d", state["epoch"])
+    fit_cinn(train, val if len(val[0]) else None, config, state=state,
+             wrap=lambda m: rtt.prepare_model(m), reduce=reduce, on_epoch=report,
+             rank=rank, device=device)
+
+
+def _run_config(out_url: str, name: str, storage: StorageConfig | None) -> ray.train.RunConfig:
+    import ray.train
+
+    train_url = st.join(out_url, "_train")
+    loc = st.locate(train_url)
+    if loc.scheme == "file":
+        os.makedirs(loc.path, exist_ok=True)
+        return ray.train.RunConfig(name=name, storage_path=loc.path,
+                                   checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                                   failure_config=ray.train.FailureConfig(max_failures=1))
+    fs, path = st.arrow_fs(train_url, storage)
+    return ray.train.RunConfig(name=name, storage_path=path, storage_filesystem=fs,
+                               checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+                               failure_config=ray.train.FailureConfig(max_failures=1))
+
+
+def run_training(name: str, out_url: str, targets: np.ndarray, conditions: np.ndarray,
+                 val_targets: np.ndarray, val_conditions: np.ndarray, config: dict[str, Any],
+                 scaling: ray.train.ScalingConfig, storage: StorageConfig | None = None
+                 ) -> tuple[ConditionalINN, dict[str, Any]]:
+    """Train (or resume) one cINN with Ray Train and return the best network.
+
+    Parameters
+    ----------
+    name : str
+        Run name (``cinn`` or ``cinn-baseline``); checkpoints go to ``OUT/_train/<name>``.
+    out_url : str
+        The bundle folder.
+    targets, conditions : numpy.ndarray
+        Training rows: standardised targets (N, 3) and conditions (N, C).
+    val_targets, val_conditions : numpy.ndarray
+        Validation rows.
+    config : dict
+        :func:`loop_config` output.
+    scaling : ray.train.ScalingConfig
+        Workers and resources.
+    storage : StorageConfig, optional
+        Storage settings of ``out_url``.
+
+    Returns
+    -------
+    model : ConditionalINN
+        Best-validation network (CPU, eval mode).
+    state : dict
+        Final training state (history, best validation NLL).
+
+    Raises
+    ------
+    CheckpointError
+        If training produced no checkpoint.
+    """
+    import ray.data
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    def to_ds(x: np.ndarray, c: np.ndarray) -> ray.data.Dataset:
+        m = np.concatenate([np.asarray(x, np.float32), np.asarray(c, np.float32)], axis=1)
+        return ray.data.from_numpy(np.ascontiguousarray(m))
+
+    cfg = dict(config)
+    cfg["threads"] = max(1, int((scaling.resources_per_worker or {}).get("CPU", 1)))
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=cfg,
+        scaling_config=scaling,
+        run_config=_run_config(out_url, name, storage),
+        datasets={"train": to_ds(targets, conditions), "val": to_ds(val_targets, val_conditions)},
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        msg = f"{st.redact(out_url)}: cINN training {name!r} produced no checkpoint"
+        raise CheckpointError(msg)
+    state = _state_from_checkpoint(result.checkpoint)
+    model = ConditionalINN(CinnArch.from_dict(state["arch"]))
+    model.load_state_dict(state["best_state"] if state.get("best_state") else state["model"])
+    summary = {k: copy.deepcopy(state[k]) for k in ("epoch", "best_val", "history", "stopped")}
+    return model.eval(), summary

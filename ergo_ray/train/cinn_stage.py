@@ -1,0 +1,305 @@
+"""The ``train-cinn`` stage: embed, train the cINN (and the baseline), write the model bundle.
+
+Steps:
+
+1. find the prepared inputs that carry truth (``true_*`` columns) and check the frozen
+   encoder fits their stamps;
+2. embed their train/val/test rows of the simulated domains (``cfg.cinn.domains``) with
+   the encoder, as a Ray Data job (:mod:`ergo_ray.infer.embedding`); the representations
+   are kept under ``OUT/_work/embeddings`` and reused by a re-run with the same encoder
+   and inputs;
+3. fit the target transform on the training split and train the cINN with Ray Train
+   (:mod:`ergo_ray.train.cinn_loop`; checkpoints in ``OUT/_train/cinn``, resumed by a
+   re-run); with ``baseline=True`` also the same network conditioned on the standardised
+   (log M*, z) only (``OUT/_train/cinn-baseline``);
+4. draw the OOD reference set and calibrate its score (:mod:`ergo_ray.infer.ood_score`);
+5. measure calibration and accuracy on the test split
+   (:mod:`ergo_ray.train.cinn_calibration`);
+6. write the bundle (:mod:`ergo_ray.infer.bundle`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
+from ergo_ray.infer import bundle as bd
+from ergo_ray.infer.embedding import embed_dataset, read_representations, representation_matrix
+from ergo_ray.infer.ood_score import build_reference
+from ergo_ray.io import storage as st
+from ergo_ray.io.schemas import TRUTH_COLUMNS
+from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
+from ergo_ray.train.cinn_calibration import latent_normality, posterior_metrics
+from ergo_ray.train.cinn_loop import loop_config, run_training
+
+if TYPE_CHECKING:
+    from ergo_ray.config.schema import RunConfig
+
+log = logging.getLogger("ergo_ray")
+
+__all__ = ["BASELINE_INPUTS", "train_cinn"]
+
+#: Condition of the baseline cINN.
+BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
+
+
+def _encoder_file(url: str) -> str:
+    return url if str(url).endswith(".pt") else st.join(url, "encoder.pt")
+
+
+def _effective_preprocess(cfg: RunConfig, inputs: Sequence[Any], meta: dict[str, Any],
+                          size: int) -> RunConfig:
+    """The run config with the ``preprocess`` section the training stamps were made with."""
+    from ergo_ray.config.schema import PreprocessConfig
+
+    section = inputs[0].preprocess or meta.get("preprocess") or cfg.preprocess.model_dump()
+    known = set(PreprocessConfig.model_fields)
+    data = {k: v for k, v in dict(section).items() if k in known}
+    data["size"] = int(size)
+    try:
+        pre = PreprocessConfig.model_validate(data)
+    except Exception as err:  # a foreign or older section: keep ours, at the right size
+        log.warning("cannot use the inputs' preprocess settings (%s); using the run's", err)
+        pre = cfg.preprocess.model_copy(update={"size": int(size)})
+    return cfg.model_copy(update={"preprocess": pre})
+
+
+def _embed(cfg: RunConfig, files: list[str], encoder_url: str, sha: str, size: int,
+           out_url: str, use_gpu: bool) -> pa.Table:
+    """Embed (or reuse the embeddings of) the simulated domains' rows."""
+    storage = cfg.storage
+    work = st.join(out_url, "_work", "embeddings")
+    marker_url = st.join(out_url, "_work", "embeddings.json")
+    marker = {"encoder_sha256": sha, "files": sorted(files), "domains": list(cfg.cinn.domains)}
+    if st.exists(marker_url, storage):
+        try:
+            if json.loads(st.read_bytes(marker_url, storage)) == marker:
+                log.info("reusing the representations in %s", st.redact(work))
+                return read_representations(work, storage)
+        except (ValueError, StorageError):
+            pass
+    st.remove(marker_url, storage)
+    st.remove(work, storage, recursive=True)
+    gpus = float(cfg.infer.gpus_per_actor) if use_gpu else 0.0
+    ds = embed_dataset(files, encoder_url, image_size=size, storage=storage, sha256=sha,
+                       domains=cfg.cinn.domains, splits=("train", "val", "test"),
+                       batch_size=cfg.infer.batch_size,
+                       actors=(cfg.infer.actors_min, cfg.infer.actors_max),
+                       num_cpus=cfg.infer.cpus_per_actor, num_gpus=gpus,
+                       mixed_precision=cfg.infer.mixed_precision)
+    fs, path = st.arrow_fs(work, storage)
+    st.makedirs(work, storage)
+    ds.write_parquet(path, filesystem=fs)
+    st.write_bytes(marker_url, json.dumps(marker).encode(), storage)
+    return read_representations(work, storage)
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _sample(model: ConditionalINN, transform: TargetTransform, cond: np.ndarray,
+            n_samples: int, seed: int) -> np.ndarray:
+    import torch
+
+    out = np.empty((len(cond), n_samples, 3), np.float32)
+    seeds = index_seeds(seed, len(cond))
+    per = max(1, (1 << 18) // n_samples)
+    with torch.no_grad():
+        for start in range(0, len(cond), per):
+            sl = slice(start, start + per)
+            z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3))
+            x = model.sample(torch.from_numpy(np.asarray(cond[sl], np.float32)), z)
+            out[sl] = transform.inverse(x).numpy()
+    return out
+
+
+def _evaluate(model: ConditionalINN, transform: TargetTransform, cond: np.ndarray,
+              y: np.ndarray, log_mstar: np.ndarray, cfg: RunConfig) -> dict[str, Any]:
+    samples = _sample(model, transform, cond, cfg.infer.n_samples, cfg.seed)
+    out = posterior_metrics(samples, y, log_mstar, grid=cfg.infer.kde_grid, device="cpu")
+    out["latent"] = latent_normality(model, np.asarray(transform.forward(y), np.float32), cond)
+    return out
+
+
+def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: RunConfig, *,
+               workers: int | None = None, use_gpu: bool | None = None,
+               baseline: bool = False) -> str:
+    """Run the whole ``train-cinn`` stage and write the model bundle.
+
+    Parameters
+    ----------
+    data_urls : sequence of str
+        Prepared-shard folders; those with truth columns are used.
+    encoder_url : str
+        The ``train-nnclr`` output folder or its ``encoder.pt``.
+    out_url : str
+        Bundle folder.
+    cfg : RunConfig
+        Run configuration.
+    workers : int, optional
+        Ray Train workers (default ``cfg.cluster.workers``).
+    use_gpu : bool, optional
+        GPU workers and embedding actors (default ``cfg.cluster.use_gpu``).
+    baseline : bool
+        Also train the (log M*, z) baseline into ``baseline.pt``.
+
+    Returns
+    -------
+    str
+        The bundle's ``model_id``.
+
+    Raises
+    ------
+    InputError
+        If no input has truth, or a split has no usable rows.
+    CheckpointError
+        If the encoder does not fit the inputs.
+    """
+    from ergo_ray.runtime import scaling_config
+    from ergo_ray.train.checkpoint import load_encoder
+    from ergo_ray.train.data import discover_inputs
+
+    storage = cfg.storage
+    gpu = cfg.cluster.use_gpu if use_gpu is None else use_gpu
+    inputs = [p for p in discover_inputs(list(data_urls), storage)
+              if "true_exsitu_frac" in p.columns]
+    if not inputs:
+        msg = "no --data input has truth columns (true_*); the cINN trains on simulated domains"
+        raise InputError(msg, source=str(data_urls[0]))
+    size = inputs[0].image_size
+    enc_file = _encoder_file(encoder_url)
+    try:
+        enc_bytes = st.read_bytes(enc_file, storage)
+    except StorageError as err:
+        msg = f"cannot read the encoder: {err}"
+        raise CheckpointError(msg) from err
+    sha = hashlib.sha256(enc_bytes).hexdigest()
+    encoder, meta = load_encoder(enc_file, storage)
+    if int(meta.get("in_size", size)) != size:
+        msg = f"{st.redact(enc_file)}: encoder takes {meta.get('in_size')} px stamps but the " \
+              f"inputs are {size} px"
+        raise CheckpointError(msg)
+    rep_dim = int(meta.get("rep_dim", encoder.rep_dim))
+    del encoder
+    run_cfg = _effective_preprocess(cfg, inputs, meta, size)
+
+    files = [f for p in inputs for f in p.files]
+    table = _embed(cfg, files, enc_file, sha, size, out_url, gpu)
+    if table.num_rows == 0:
+        msg = f"no rows of domains {list(cfg.cinn.domains)} in the inputs"
+        raise InputError(msg, source=str(data_urls[0]))
+    reps = representation_matrix(table)
+    split = np.asarray(table.column("split").to_pylist(), dtype=object)
+    y, usable = encode_truth(*(_column(table, c) for c in TRUTH_COLUMNS))
+    usable &= np.isfinite(reps).all(axis=1)
+    lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
+    rows = {s: np.flatnonzero((split == s) & usable) for s in ("train", "val", "test")}
+    log.info("cINN rows: train %d, val %d, test %d (of %d embedded)",
+             len(rows["train"]), len(rows["val"]), len(rows["test"]), table.num_rows)
+    if len(rows["train"]) < 2:
+        msg = f"too few usable training rows for the cINN ({len(rows['train'])})"
+        raise InputError(msg, source=str(data_urls[0]))
+
+    transform = TargetTransform.fit(y[rows["train"]], cfg.cinn.exsitu_transform)
+    ystd = np.asarray(transform.forward(y), np.float32)
+    scaling = scaling_config(cfg, workers, gpu)
+    tr, va, te = rows["train"], rows["val"], rows["test"]
+
+    arch = CinnArch.from_config(cfg.cinn, rep_dim, init_seed=cfg.seed)
+    model, hist = run_training("cinn", out_url, ystd[tr], reps[tr], ystd[va], reps[va],
+                               loop_config(cfg, arch, cfg.seed), scaling, storage)
+    metrics: dict[str, Any] = {
+        "n_rows": {k: len(v) for k, v in rows.items()},
+        "domains": list(cfg.cinn.domains),
+        "training": {"epochs": hist["epoch"] + 1, "best_val_nll": _finite(hist["best_val"]),
+                     "early_stopped": bool(hist["stopped"]), "history": hist["history"]},
+        "test": _evaluate(model, transform, reps[te], y[te], lm[te], cfg),
+    }
+    files_out: dict[str, bytes] = {"encoder.pt": enc_bytes,
+                                   "cinn.pt": bd.torch_bytes(model.payload())}
+    base_scaler = None
+    if baseline:
+        cond = np.stack([lm, zz], axis=1)
+        ok_b = np.isfinite(cond).all(axis=1)
+        tr_b, va_b, te_b = (r[ok_b[r]] for r in (tr, va, te))
+        if len(tr_b) < 2:
+            msg = "too few training rows with log_mstar and redshift for the baseline"
+            raise InputError(msg, source=str(data_urls[0]))
+        base_scaler = Standardizer.fit(cond[tr_b])
+        cstd = np.asarray(base_scaler.forward(np.where(ok_b[:, None], cond, 0.0)), np.float32)
+        arch_b = CinnArch.from_config(cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed)
+        bmodel, bhist = run_training("cinn-baseline", out_url, ystd[tr_b], cstd[tr_b],
+                                     ystd[va_b], cstd[va_b],
+                                     loop_config(cfg, arch_b, cfg.seed), scaling, storage)
+        metrics["baseline"] = {
+            "inputs": list(BASELINE_INPUTS),
+            "training": {"epochs": bhist["epoch"] + 1,
+                         "best_val_nll": _finite(bhist["best_val"]),
+                         "early_stopped": bool(bhist["stopped"])},
+            "test": _evaluate(bmodel, transform, cstd[te_b], y[te_b], lm[te_b], cfg),
+        }
+        files_out["baseline.pt"] = bd.torch_bytes(bmodel.payload())
+
+    ood = build_reference(reps[tr], n_reference=cfg.cinn.n_ood_reference, k=cfg.ood.k,
+                          metric=cfg.ood.metric, quantile=cfg.ood.quantile, seed=cfg.ood.seed,
+                          max_holdout=cfg.ood.max_per_set, fallback_holdout=reps[va])
+    metrics["ood"] = {"n_reference": len(ood.reference), "k": ood.k, "metric": ood.metric,
+                      "norm": ood.norm}
+    transforms = {"targets": transform.to_dict(), "input_size": size, "rep_dim": rep_dim,
+                  "preprocess": run_cfg.preprocess.model_dump(mode="json"),
+                  "baseline_inputs": list(BASELINE_INPUTS) if baseline else None,
+                  "baseline_condition": base_scaler.to_dict() if base_scaler else None,
+                  "ood": ood.to_dict()}
+    files_out.update({
+        "transforms.json": json.dumps(transforms, indent=2).encode(),
+        "config.yaml": bd.bundle_config(run_cfg).encode(),
+        "reference.npy": bd.npy_bytes(ood.reference.astype(np.float32)),
+        "reference_kdist.npy": bd.npy_bytes(ood.self_kdist.astype(np.float64)),
+        "metrics.json": json.dumps(_jsonable(metrics), indent=2, allow_nan=False).encode(),
+    })
+    return bd.write_bundle(out_url, files_out, storage)
+
+
+def _finite(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _jsonable(obj: Any) -> Any:
+    """Replace non-finite floats by None so ``metrics.json`` is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return _finite(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def check_options(workers: int | None) -> None:
+    """Validate stage options before Ray starts.
+
+    Raises
+    ------
+    ConfigError
+        For a negative worker count.
+    """
+    if workers is not None and workers < 0:
+        msg = f"--workers must be >= 0, got {workers}"
+        raise ConfigError(msg)
