@@ -21,16 +21,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser : argparse.ArgumentParser
         The stage's sub-parser.
     """
-    parser.add_argument("--out", required=True, metavar="URL",
-                        help="output PNG URL, e.g. DIR/stamps.png")
-    parser.add_argument("--n", type=int, default=6, help="galaxies per domain (columns)")
-    parser.add_argument("--stamp-px", type=int, default=None,
-                        help="stamp side in pixels (default: mock.stamp_px)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="URL",
+        help="output PNG URL, e.g. DIR/stamps.png",
+    )
+    parser.add_argument(
+        "--n", type=int, default=6, help="galaxies per domain (columns)"
+    )
+    parser.add_argument(
+        "--stamp-px",
+        type=int,
+        default=None,
+        help="stamp side in pixels (default: mock.stamp_px)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="survey seed")
-    parser.add_argument("--mass-mode", default=None, choices=("balanced", "population"),
-                        help="stellar-mass sampling (default: mock.mass_mode)")
-    parser.add_argument("--domains", nargs="+", default=list(DOMAINS), choices=DOMAINS,
-                        help="rows of the grid")
+    parser.add_argument(
+        "--mass-mode",
+        default=None,
+        choices=("balanced", "population"),
+        help="stellar-mass sampling (default: mock.mass_mode)",
+    )
+    parser.add_argument(
+        "--domains",
+        nargs="+",
+        default=list(DOMAINS),
+        choices=DOMAINS,
+        help="rows of the grid",
+    )
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
@@ -61,10 +80,18 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     if not args.out.lower().endswith(".png"):
         msg = f"--out must name a .png file, got {args.out!r}"
         raise ConfigError(msg)
-    write_stamp_png(args.out, n=args.n, stamp_px=stamp_px, seed=args.seed,
-                    mass_mode=args.mass_mode or cfg.mock.mass_mode, domains=args.domains,
-                    storage=cfg.storage)
+    write_stamp_png(
+        args.out,
+        n=args.n,
+        stamp_px=stamp_px,
+        seed=args.seed,
+        mass_mode=args.mass_mode or cfg.mock.mass_mode,
+        domains=args.domains,
+        storage=cfg.storage,
+    )
     parent = args.out.rsplit("/", 1)[0] if "/" in args.out else "."
     provenance.write(parent, cfg, "stamps", None)
-    log.info("wrote %d x %d stamps to %s", len(args.domains), args.n, st.redact(args.out))
+    log.info(
+        "wrote %d x %d stamps to %s", len(args.domains), args.n, st.redact(args.out)
+    )
     return 0

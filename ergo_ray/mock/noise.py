@@ -30,8 +30,12 @@ def _kernel(c: float) -> np.ndarray:
     return k / np.sqrt((k**2).sum())
 
 
-def correlated_noise(rng: np.random.Generator, shape: tuple[int, int, int],
-                     sigma: tuple[float, float, float], corr: float) -> np.ndarray:
+def correlated_noise(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int],
+    sigma: tuple[float, float, float],
+    corr: float,
+) -> np.ndarray:
     """White Gaussian noise convolved with a 3×3 kernel, renormalised to σ per band.
 
     Parameters
@@ -59,13 +63,14 @@ def correlated_noise(rng: np.random.Generator, shape: tuple[int, int, int],
         out = np.zeros((nb, h, w))
         for dy in range(3):
             for dx in range(3):
-                out += k[dy, dx] * white[:, dy:dy + h, dx:dx + w]
+                out += k[dy, dx] * white[:, dy : dy + h, dx : dx + w]
     return out * np.asarray(sigma, dtype=float)[:, None, None]
 
 
-def detection_mask(model: np.ndarray, sigma: tuple[float, float, float],
-                   nsigma: float = 2.0) -> np.ndarray:
-    """DETECTED bit where the noise-free model exceeds ``nsigma`` × σ of its band.
+def detection_mask(
+    model: np.ndarray, sigma: tuple[float, float, float], nsigma: float = 2.0
+) -> np.ndarray:
+    """Set the DETECTED bit where the noise-free model exceeds ``nsigma`` × σ of its band.
 
     Parameters
     ----------
@@ -82,4 +87,6 @@ def detection_mask(model: np.ndarray, sigma: tuple[float, float, float],
         int32 (3, H, W) mask with bit 5 set where detected.
     """
     thr = nsigma * np.asarray(sigma, dtype=float)[:, None, None]
-    return np.where(model > thr, np.int32(1 << DETECTED_BIT), np.int32(0)).astype(np.int32)
+    return np.where(model > thr, np.int32(1 << DETECTED_BIT), np.int32(0)).astype(
+        np.int32
+    )

@@ -49,9 +49,26 @@ MASS_MODES: tuple[str, str] = ("balanced", "population")
 
 #: TNG snapshot number → redshift (research §2.5), snapshots 72–91 (z 0.40–0.10).
 TNG_SNAPSHOTS: dict[int, float] = {
-    72: 0.3999, 73: 0.3802, 74: 0.3607, 75: 0.3479, 76: 0.3288, 77: 0.3101, 78: 0.2977,
-    79: 0.2734, 80: 0.2613, 81: 0.2435, 82: 0.2260, 83: 0.2144, 84: 0.1973, 85: 0.1804,
-    86: 0.1693, 87: 0.1527, 88: 0.1419, 89: 0.1258, 90: 0.1099, 91: 0.0994,
+    72: 0.3999,
+    73: 0.3802,
+    74: 0.3607,
+    75: 0.3479,
+    76: 0.3288,
+    77: 0.3101,
+    78: 0.2977,
+    79: 0.2734,
+    80: 0.2613,
+    81: 0.2435,
+    82: 0.2260,
+    83: 0.2144,
+    84: 0.1973,
+    85: 0.1804,
+    86: 0.1693,
+    87: 0.1527,
+    88: 0.1419,
+    89: 0.1258,
+    90: 0.1099,
+    91: 0.0994,
 }
 _SNAP_NUMS = np.array(sorted(TNG_SNAPSHOTS), dtype=np.int64)
 _SNAP_Z = np.array([TNG_SNAPSHOTS[s] for s in _SNAP_NUMS])
@@ -93,7 +110,9 @@ def _age_gyr(z: np.ndarray | float) -> np.ndarray:
     """Cosmic age at redshift ``z`` in Gyr (flat ΛCDM without radiation)."""
     a = 1.0 / (1.0 + np.asarray(z, dtype=float))
     return (
-        2.0 / (3.0 * math.sqrt(_OL)) * _HUBBLE_GYR
+        2.0
+        / (3.0 * math.sqrt(_OL))
+        * _HUBBLE_GYR
         * np.arcsinh(math.sqrt(_OL / _OM) * a**1.5)
     )
 
@@ -101,7 +120,9 @@ def _age_gyr(z: np.ndarray | float) -> np.ndarray:
 def _z_at_age(t_gyr: np.ndarray | float) -> np.ndarray:
     """Inverse of :func:`_age_gyr`."""
     t = np.asarray(t_gyr, dtype=float)
-    a = (_OM / _OL) ** (1 / 3) * np.sinh(1.5 * math.sqrt(_OL) * t / _HUBBLE_GYR) ** (2 / 3)
+    a = (_OM / _OL) ** (1 / 3) * np.sinh(1.5 * math.sqrt(_OL) * t / _HUBBLE_GYR) ** (
+        2 / 3
+    )
     return 1.0 / a - 1.0
 
 
@@ -260,14 +281,27 @@ class DomainShift:
 #: The shifts of each domain (mock-universe.md "Five domains").
 DOMAIN_SHIFTS: dict[str, DomainShift] = {
     "tng100": DomainShift(),
-    "tng50": DomainShift(mass_tilt=0.45, mstar_shift=-0.3, tidal_flux=1.6,
-                         tidal_fade_gyr=1.4),
+    "tng50": DomainShift(
+        mass_tilt=0.45, mstar_shift=-0.3, tidal_flux=1.6, tidal_fade_gyr=1.4
+    ),
     "eagle": DomainShift(fex_logit=-0.3, size_dex=-0.05),
-    "simba": DomainShift(size_dex_lowmass=0.25, sersic_dn=-1.0, gr_shift=-0.1,
-                         tidal_prob=0.5, tidal_flux=0.7, tidal_width=2.5),
-    "hsc": DomainShift(fex_logit=-0.5, psf_scatter=0.20, noise_corr=0.45,
-                       n_interlopers=3.5, n_stars=0.8, p_saturated_star=0.12,
-                       snap_redshift=False),
+    "simba": DomainShift(
+        size_dex_lowmass=0.25,
+        sersic_dn=-1.0,
+        gr_shift=-0.1,
+        tidal_prob=0.5,
+        tidal_flux=0.7,
+        tidal_width=2.5,
+    ),
+    "hsc": DomainShift(
+        fex_logit=-0.5,
+        psf_scatter=0.20,
+        noise_corr=0.45,
+        n_interlopers=3.5,
+        n_stars=0.8,
+        p_saturated_star=0.12,
+        snap_redshift=False,
+    ),
 }
 
 
@@ -446,7 +480,7 @@ class Galaxy:
         return f"{self.domain}-{self.seed}-{self.index:07d}"
 
     def object_id(self, projection: int) -> str:
-        """The ID of one projection's image."""
+        """Return the ID of one projection's image."""
         return f"{self.root_id}-p{projection}"
 
     def row(self, projection: int = 0) -> dict[str, Any]:
@@ -514,7 +548,6 @@ class Galaxy:
         rng = np.random.default_rng(
             [DOMAIN_CODES[self.domain], self.seed, self.index, 1 + int(projection)]
         )
-        z = self.redshift
         kpc = lat["kpc_per_arcsec"]
         f_tot = 10 ** (-0.4 * (self.i_mag - ZERO_POINT))
         re = lat["re_arcsec"]
@@ -535,8 +568,17 @@ class Galaxy:
         if self.is_etg:
             q0 = lat["q_intrinsic"]
             q = math.sqrt(cos_i**2 + q0**2 * (1 - cos_i**2))
-            host.append(Component("sersic", _band_fluxes(body_f, *col["bulge"]), re,
-                                  n=lat["sersic_n"], q=q, beta_deg=pa, trunc=8.0))
+            host.append(
+                Component(
+                    "sersic",
+                    _band_fluxes(body_f, *col["bulge"]),
+                    re,
+                    n=lat["sersic_n"],
+                    q=q,
+                    beta_deg=pa,
+                    trunc=8.0,
+                )
+            )
             st["q"] = q
         else:
             bt = lat["bt"]
@@ -545,32 +587,72 @@ class Galaxy:
             qb = math.sqrt(cos_i**2 + 0.7**2 * (1 - cos_i**2))
             knot_frac = lat["knot_frac"]
             disk_f = body_f * (1 - bt)
-            host.append(Component("sersic", _band_fluxes(body_f * bt, *col["bulge"]),
-                                  lat["bulge_re_arcsec"], n=lat["sersic_n"], q=qb,
-                                  beta_deg=pa, trunc=8.0))
-            host.append(Component("exponential",
-                                  _band_fluxes(disk_f * (1 - knot_frac), *col["disk"]),
-                                  re, q=q, beta_deg=pa))
+            host.append(
+                Component(
+                    "sersic",
+                    _band_fluxes(body_f * bt, *col["bulge"]),
+                    lat["bulge_re_arcsec"],
+                    n=lat["sersic_n"],
+                    q=qb,
+                    beta_deg=pa,
+                    trunc=8.0,
+                )
+            )
+            host.append(
+                Component(
+                    "exponential",
+                    _band_fluxes(disk_f * (1 - knot_frac), *col["disk"]),
+                    re,
+                    q=q,
+                    beta_deg=pa,
+                )
+            )
             if knot_frac > 0:
-                host.append(Component("knots", _band_fluxes(disk_f * knot_frac, *col["knots"]),
-                                      re, q=q, beta_deg=pa, npoints=int(lat["n_knots"])))
+                host.append(
+                    Component(
+                        "knots",
+                        _band_fluxes(disk_f * knot_frac, *col["knots"]),
+                        re,
+                        q=q,
+                        beta_deg=pa,
+                        npoints=int(lat["n_knots"]),
+                    )
+                )
             st["q"] = q
 
         # accreted halo: rounder, possibly off-centre after a recent merger
         if halo_f > 0:
             off = lat["halo_offset_re"] * re
             ang = rng.uniform(0, 2 * math.pi)
-            host.append(Component("sersic", _band_fluxes(f_tot * halo_f, *col["halo"]),
-                                  lat["halo_re_arcsec"], n=1.5,
-                                  q=lat["halo_q"] ** (0.5 + 0.5 * (1 - cos_i)),
-                                  beta_deg=pa + float(rng.normal(0, 10)),
-                                  dx=off * math.cos(ang), dy=off * math.sin(ang), trunc=5.0))
+            host.append(
+                Component(
+                    "sersic",
+                    _band_fluxes(f_tot * halo_f, *col["halo"]),
+                    lat["halo_re_arcsec"],
+                    n=1.5,
+                    q=lat["halo_q"] ** (0.5 + 0.5 * (1 - cos_i)),
+                    beta_deg=pa + float(rng.normal(0, 10)),
+                    dx=off * math.cos(ang),
+                    dy=off * math.sin(ang),
+                    trunc=5.0,
+                )
+            )
 
         # tidal features: chains of elongated Gaussians along arcs, drawn in projection
         kind = int(lat["tidal_kind"])
         if tidal_f > 0 and kind > 0:
-            host.extend(_tidal_components(rng, kind, f_tot * tidal_f, col["halo"], re, kpc,
-                                          pa, shift.tidal_width))
+            host.extend(
+                _tidal_components(
+                    rng,
+                    kind,
+                    f_tot * tidal_f,
+                    col["halo"],
+                    re,
+                    kpc,
+                    pa,
+                    shift.tidal_width,
+                )
+            )
         st["tidal_flux"] = tidal_f
         st["tidal_visibility"] = proj_vis
 
@@ -586,16 +668,45 @@ class Galaxy:
             dx, dy = sep * math.cos(ang), sep * math.sin(ang)
             cpa = float(rng.uniform(0, 180))
             if lat["companion_etg"] > 0.5:
-                companion.append(Component("sersic", _band_fluxes(cf, *col["bulge"]), cre,
-                                           n=4.0 + shift.sersic_dn, q=float(rng.uniform(0.6, 0.95)),
-                                           beta_deg=cpa, dx=dx, dy=dy, trunc=8.0))
+                companion.append(
+                    Component(
+                        "sersic",
+                        _band_fluxes(cf, *col["bulge"]),
+                        cre,
+                        n=4.0 + shift.sersic_dn,
+                        q=float(rng.uniform(0.6, 0.95)),
+                        beta_deg=cpa,
+                        dx=dx,
+                        dy=dy,
+                        trunc=8.0,
+                    )
+                )
             else:
                 cq = float(rng.uniform(0.3, 0.9))
-                companion.append(Component("sersic", _band_fluxes(0.25 * cf, *col["bulge"]),
-                                           0.4 * cre, n=_qn(3.0 + shift.sersic_dn), q=0.8,
-                                           beta_deg=cpa, dx=dx, dy=dy, trunc=8.0))
-                companion.append(Component("exponential", _band_fluxes(0.75 * cf, *col["disk"]),
-                                           cre, q=cq, beta_deg=cpa, dx=dx, dy=dy))
+                companion.append(
+                    Component(
+                        "sersic",
+                        _band_fluxes(0.25 * cf, *col["bulge"]),
+                        0.4 * cre,
+                        n=_qn(3.0 + shift.sersic_dn),
+                        q=0.8,
+                        beta_deg=cpa,
+                        dx=dx,
+                        dy=dy,
+                        trunc=8.0,
+                    )
+                )
+                companion.append(
+                    Component(
+                        "exponential",
+                        _band_fluxes(0.75 * cf, *col["disk"]),
+                        cre,
+                        q=cq,
+                        beta_deg=cpa,
+                        dx=dx,
+                        dy=dy,
+                    )
+                )
             st["companion_sep_arcsec"] = sep
         else:
             st["companion_sep_arcsec"] = 0.0
@@ -612,30 +723,53 @@ class Galaxy:
             tmpl = "E" if etg else ("Sbc", "Scd", "Im")[int(rng.integers(3))]
             gr, ri = _cww(tmpl, min(zi, 0.4))
             gr += 0.3 * max(zi - 0.4, 0) + float(rng.normal(0, 0.1))
-            r_int = float(np.clip(10 ** rng.normal(-0.35 - 0.12 * (m - 22), 0.15), 0.08, 1.5))
+            r_int = float(
+                np.clip(10 ** rng.normal(-0.35 - 0.12 * (m - 22), 0.15), 0.08, 1.5)
+            )
             ux, uy = rng.uniform(-1, 1, 2)
-            fld.append(Component("sersic" if etg else "exponential",
-                                 _band_fluxes(fi, gr, ri), r_int, n=4.0 if etg else 1.0,
-                                 q=float(rng.uniform(0.3, 1.0)),
-                                 beta_deg=float(rng.uniform(0, 180)), dx=float(ux), dy=float(uy),
-                                 trunc=6.0))
+            fld.append(
+                Component(
+                    "sersic" if etg else "exponential",
+                    _band_fluxes(fi, gr, ri),
+                    r_int,
+                    n=4.0 if etg else 1.0,
+                    q=float(rng.uniform(0.3, 1.0)),
+                    beta_deg=float(rng.uniform(0, 180)),
+                    dx=float(ux),
+                    dy=float(uy),
+                    trunc=6.0,
+                )
+            )
         n_star = int(rng.poisson(shift.n_stars))
         for _ in range(n_star):
             m = float(17.0 + 5.0 * rng.uniform(0, 1) ** 0.7)
             gr = float(rng.uniform(0.3, 1.4))
             ri = 0.4 * gr + float(rng.normal(0, 0.05))
             ux, uy = rng.uniform(-1, 1, 2)
-            fld.append(Component("point", _band_fluxes(10 ** (-0.4 * (m - ZERO_POINT)), gr, ri),
-                                 0.0, dx=float(ux), dy=float(uy)))
+            fld.append(
+                Component(
+                    "point",
+                    _band_fluxes(10 ** (-0.4 * (m - ZERO_POINT)), gr, ri),
+                    0.0,
+                    dx=float(ux),
+                    dy=float(uy),
+                )
+            )
         saturated = bool(rng.uniform() < shift.p_saturated_star)
         if saturated:
             m = float(rng.uniform(13.0, 15.5))
             gr = float(rng.uniform(0.4, 1.3))
             ang = float(rng.uniform(0, 2 * math.pi))
             rad = float(rng.uniform(0.45, 0.95))
-            fld.append(Component("point", _band_fluxes(10 ** (-0.4 * (m - ZERO_POINT)), gr,
-                                                       0.4 * gr),
-                                 0.0, dx=rad * math.cos(ang), dy=rad * math.sin(ang)))
+            fld.append(
+                Component(
+                    "point",
+                    _band_fluxes(10 ** (-0.4 * (m - ZERO_POINT)), gr, 0.4 * gr),
+                    0.0,
+                    dx=rad * math.cos(ang),
+                    dy=rad * math.sin(ang),
+                )
+            )
         st["n_interlopers"] = float(n_int)
         st["n_stars"] = float(n_star + saturated)
 
@@ -649,28 +783,58 @@ class Galaxy:
         sigma = tuple(SKY_SIGMA[b] * depth for b in ("g", "r", "i"))
         sky = tuple(float(rng.normal(0, 0.1 * s)) for s in sigma)
         off_px = tuple(float(v) for v in rng.uniform(-0.5, 0.5, 2))
-        st.update({"psf_fwhm_g": fwhm[0], "psf_fwhm_r": fwhm[1], "psf_fwhm_i": fwhm[2],
-                   "noise_depth": depth})
+        st.update(
+            {
+                "psf_fwhm_g": fwhm[0],
+                "psf_fwhm_r": fwhm[1],
+                "psf_fwhm_i": fwhm[2],
+                "noise_depth": depth,
+            }
+        )
         return View(
-            projection=int(projection), host=host, companion=companion, field=fld,
-            psf_fwhm=fwhm, psf_g=(float(e[0]), float(e[1])), sigma=sigma,  # type: ignore[arg-type]
-            noise_corr=shift.noise_corr, sky_offset=sky, offset_px=off_px,  # type: ignore[arg-type]
-            saturated_star=saturated, struct=st, noise_seed=int(rng.integers(2**62)),
+            projection=int(projection),
+            host=host,
+            companion=companion,
+            field=fld,
+            psf_fwhm=fwhm,
+            psf_g=(float(e[0]), float(e[1])),
+            sigma=sigma,  # type: ignore[arg-type]
+            noise_corr=shift.noise_corr,
+            sky_offset=sky,
+            offset_px=off_px,  # type: ignore[arg-type]
+            saturated_star=saturated,
+            struct=st,
+            noise_seed=int(rng.integers(2**62)),
         )
 
 
-def _tidal_components(rng: np.random.Generator, kind: int, flux_i: float,
-                      colour: tuple[float, float], re: float, kpc: float, pa: float,
-                      width_mult: float) -> list[Component]:
+def _tidal_components(
+    rng: np.random.Generator,
+    kind: int,
+    flux_i: float,
+    colour: tuple[float, float],
+    re: float,
+    kpc: float,
+    pa: float,
+    width_mult: float,
+) -> list[Component]:
     """Tails (kind 1), shells (2) or a thin stream (3) as chains of sheared Gaussians."""
     comps: list[Component] = []
     width = float(rng.uniform(0.3, 1.0)) * width_mult / kpc  # arcsec
     width = max(width, 0.12)
-    if kind == 2:  # shells: 2–4 arcs at geometric radii, alternating sides of the major axis
+    if (
+        kind == 2
+    ):  # shells: 2–4 arcs at geometric radii, alternating sides of the major axis
         n_sh = int(rng.integers(2, 5))
         r0 = float(rng.uniform(1.3, 2.2)) * re
-        arcs = [(r0 * 1.45**k, math.radians(pa) + (k % 2) * math.pi,
-                 math.radians(float(rng.uniform(80, 150)))) for k in range(n_sh)]
+        arcs = [
+            (
+                r0 * 1.45**k,
+                math.radians(pa) + (k % 2) * math.pi,
+                math.radians(float(rng.uniform(80, 150))),
+            )
+            for k in range(n_sh)
+        ]
         weights = np.array([1.0 / (k + 1) for k in range(n_sh)])
     else:  # tails / streams: one or two arcs
         n_arc = 2 if (kind == 1 and rng.uniform() < 0.5) else 1
@@ -678,7 +842,9 @@ def _tidal_components(rng: np.random.Generator, kind: int, flux_i: float,
         base = float(rng.uniform(0, 2 * math.pi))
         for k in range(n_arc):
             r = float(rng.uniform(1.5, 4.0)) * re
-            arcs.append((r, base + k * math.pi, math.radians(float(rng.uniform(30, 120)))))
+            arcs.append(
+                (r, base + k * math.pi, math.radians(float(rng.uniform(30, 120))))
+            )
         weights = np.ones(n_arc)
         if kind == 3:
             width *= 0.6
@@ -694,20 +860,39 @@ def _tidal_components(rng: np.random.Generator, kind: int, flux_i: float,
             taper = math.exp(-0.5 * (2.2 * t) ** 2)
             dx, dy = radius * math.cos(phi), radius * math.sin(phi)
             q = float(np.clip(width / seg_sigma, 0.08, 1.0))
-            comps.append(Component("gaussian", _band_fluxes(flux_i * w * taper / n_seg * 1.6,
-                                                            *colour),
-                                   seg_sigma, q=q, beta_deg=math.degrees(phi) + 90.0,
-                                   dx=dx, dy=dy))
+            comps.append(
+                Component(
+                    "gaussian",
+                    _band_fluxes(flux_i * w * taper / n_seg * 1.6, *colour),
+                    seg_sigma,
+                    q=q,
+                    beta_deg=math.degrees(phi) + 90.0,
+                    dx=dx,
+                    dy=dy,
+                )
+            )
     # renormalise so the features carry exactly flux_i in i
     tot = sum(c.flux[2] for c in comps)
     if tot > 0:
         s = flux_i / tot
-        comps = [Component(c.kind, (c.flux[0] * s, c.flux[1] * s, c.flux[2] * s), c.hlr,
-                           q=c.q, beta_deg=c.beta_deg, dx=c.dx, dy=c.dy) for c in comps]
+        comps = [
+            Component(
+                c.kind,
+                (c.flux[0] * s, c.flux[1] * s, c.flux[2] * s),
+                c.hlr,
+                q=c.q,
+                beta_deg=c.beta_deg,
+                dx=c.dx,
+                dy=c.dy,
+            )
+            for c in comps
+        ]
     return comps
 
 
-def draw_galaxy(domain: str, seed: int, index: int, mass_mode: str = "balanced") -> Galaxy:
+def draw_galaxy(
+    domain: str, seed: int, index: int, mass_mode: str = "balanced"
+) -> Galaxy:
     """Draw one galaxy of the mock universe (population model only, no pixels).
 
     Parameters
@@ -767,15 +952,16 @@ def draw_galaxy(domain: str, seed: int, index: int, mass_mode: str = "balanced")
     t_max = float(_age_gyr(z) - _age_gyr(3.0))
     tau = np.linspace(0.0, t_max, 96)
     rate = major_merger_rate(log_m, _z_at_age(_age_gyr(z) - tau)) * boost
-    cum = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * np.diff(tau))])
+    cum = np.concatenate(
+        [[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * np.diff(tau))]
+    )
     e1 = float(rng.exponential())
     u_mass = float(rng.uniform(0, math.log10(4)))
     if e1 < cum[-1]:
         t_lmm = float(np.interp(e1, cum, tau))
         log_m_lmm = log_m - u_mass - 0.1 * t_lmm
-        n_major = 1 + int(rng.poisson(cum[-1] - e1))
     else:
-        t_lmm, log_m_lmm, n_major = math.nan, math.nan, 0
+        t_lmm, log_m_lmm = math.nan, math.nan
     rate_now = float(rate[0])
     next_merger = bool(rng.uniform() < 1 - math.exp(-0.5 * rate_now))
 
@@ -796,14 +982,30 @@ def draw_galaxy(domain: str, seed: int, index: int, mass_mode: str = "balanced")
 
     # 7. structure: concentration rises with the ex-situ excess
     if is_etg:
-        n = _qn(3.9 + 0.45 * dlogit + float(rng.uniform(-0.6, 0.6)) + shift.sersic_dn, 1.0, 6.0)
+        n = _qn(
+            3.9 + 0.45 * dlogit + float(rng.uniform(-0.6, 0.6)) + shift.sersic_dn,
+            1.0,
+            6.0,
+        )
         bt = 1.0
         q0 = float(rng.uniform(0.45, 0.9))
         bulge_re = re
     else:
-        n = _qn(2.8 + 0.3 * dlogit + float(rng.uniform(-0.7, 0.7)) + shift.sersic_dn, 1.0, 5.0)
-        bt = float(np.clip(0.15 + 0.55 * _expit((log_m - 10.6) / 0.4) + 0.2 * f_ex
-                           + rng.normal(0, 0.05), 0.02, 0.95))
+        n = _qn(
+            2.8 + 0.3 * dlogit + float(rng.uniform(-0.7, 0.7)) + shift.sersic_dn,
+            1.0,
+            5.0,
+        )
+        bt = float(
+            np.clip(
+                0.15
+                + 0.55 * _expit((log_m - 10.6) / 0.4)
+                + 0.2 * f_ex
+                + rng.normal(0, 0.05),
+                0.02,
+                0.95,
+            )
+        )
         q0 = float(rng.uniform(0.1, 0.2))
         bulge_re = float(rng.uniform(0.3, 0.5)) * re
     knot_frac = 0.0 if is_etg else float(rng.uniform(0.05, 0.2) * (1 - bt))
@@ -829,13 +1031,14 @@ def draw_galaxy(domain: str, seed: int, index: int, mass_mode: str = "balanced")
     halo_re = min(float(rng.uniform(2.5, 3.5)) * re, _HALO_CAP_ARCSEC)
     halo_q = float(rng.uniform(0.7, 0.95))
     # tidal features after a recent major merger, fading with time; minor-merger streams
-    tidal_frac, tidal_kind, tidal_age = 0.0, 0, math.nan
+    tidal_frac, tidal_kind = 0.0, 0
     recent = not math.isnan(t_lmm) and t_lmm < 2.0 * shift.tidal_fade_gyr
     u_tid = float(rng.uniform())
     if recent and u_tid < 0.9 * shift.tidal_prob:
-        tidal_frac = float(rng.uniform(0.03, 0.08)) * math.exp(-t_lmm / shift.tidal_fade_gyr)
+        tidal_frac = float(rng.uniform(0.03, 0.08)) * math.exp(
+            -t_lmm / shift.tidal_fade_gyr
+        )
         tidal_kind = 2 if (is_etg and rng.uniform() < 0.6) else 1
-        tidal_age = t_lmm
     elif u_tid > 1 - min(0.05 * boost, 0.3) * shift.tidal_prob:
         tidal_frac = float(rng.uniform(0.01, 0.03))
         tidal_kind = 3
@@ -882,11 +1085,21 @@ def draw_galaxy(domain: str, seed: int, index: int, mass_mode: str = "balanced")
         "kpc_per_arcsec": kpc,
     }
     return Galaxy(
-        domain=domain, seed=int(seed), index=int(index), redshift=z, snap=snap,
-        log_mstar=log_m, is_etg=is_etg, exsitu_frac=f_ex, lmm_lookback_gyr=t_lmm,
-        lmm_log_mass=log_m_lmm, i_mag=i_mag,
-        ra=float(rng.uniform(130.0, 230.0)), dec=float(rng.uniform(-2.0, 5.0)),
-        latents=latents, colours=colours,
+        domain=domain,
+        seed=int(seed),
+        index=int(index),
+        redshift=z,
+        snap=snap,
+        log_mstar=log_m,
+        is_etg=is_etg,
+        exsitu_frac=f_ex,
+        lmm_lookback_gyr=t_lmm,
+        lmm_log_mass=log_m_lmm,
+        i_mag=i_mag,
+        ra=float(rng.uniform(130.0, 230.0)),
+        dec=float(rng.uniform(-2.0, 5.0)),
+        latents=latents,
+        colours=colours,
     )
 
 

@@ -42,8 +42,9 @@ def _galsim() -> Any:
     import galsim
 
     if _GSPARAMS is None:
-        _GSPARAMS = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3,
-                                    maximum_fft_size=2048)
+        _GSPARAMS = galsim.GSParams(
+            folding_threshold=1e-2, maxk_threshold=2e-3, maximum_fft_size=2048
+        )
     return galsim
 
 
@@ -89,15 +90,24 @@ def _base(kind: str, n: float, trunc: float) -> Any:
     raise ValueError(msg)
 
 
-def _profile(galsim: Any, c: Component, band: int, half_width: float,
-             knot_seed: int) -> Any:
+def _profile(
+    galsim: Any, c: Component, band: int, half_width: float, knot_seed: int
+) -> Any:
     flux = c.flux[band]
     if c.kind == "knots":
-        obj = galsim.RandomKnots(c.npoints, half_light_radius=c.hlr, flux=flux,
-                                 rng=galsim.BaseDeviate(knot_seed), gsparams=_GSPARAMS)
+        obj = galsim.RandomKnots(
+            c.npoints,
+            half_light_radius=c.hlr,
+            flux=flux,
+            rng=galsim.BaseDeviate(knot_seed),
+            gsparams=_GSPARAMS,
+        )
     else:
-        base = _base(c.kind, c.n if c.kind == "sersic" else 0.0,
-                     c.trunc if c.kind == "sersic" else 0.0)
+        base = _base(
+            c.kind,
+            c.n if c.kind == "sersic" else 0.0,
+            c.trunc if c.kind == "sersic" else 0.0,
+        )
         obj = base.dilate(c.hlr).withFlux(flux)
     if c.q < 0.999:
         obj = obj.shear(q=max(c.q, 0.05), beta=c.beta_deg * galsim.degrees)
@@ -105,7 +115,6 @@ def _profile(galsim: Any, c: Component, band: int, half_width: float,
         scale = half_width if half_width else 1.0
         obj = obj.shift(c.dx * scale, c.dy * scale)
     return obj
-
 
 
 def _good_size(m: int) -> int:
@@ -137,8 +146,9 @@ def _to_real(fk: np.ndarray, nfft: int) -> np.ndarray:
     return np.fft.fftshift(real, axes=(-2, -1))
 
 
-def _combine(items: list[tuple[tuple[float, float, float], np.ndarray]],
-             nfft: int) -> np.ndarray:
+def _combine(
+    items: list[tuple[tuple[float, float, float], np.ndarray]], nfft: int
+) -> np.ndarray:
     """Per-band weighted sum of k-images → (3, N, N)."""
     if not items:
         return np.zeros((3, nfft, nfft), dtype=np.complex128)
@@ -149,9 +159,15 @@ def _combine(items: list[tuple[tuple[float, float, float], np.ndarray]],
     return out
 
 
-def _group_kimages(galsim: Any, comps: list[Component], nfft: int, dk: float,
-                   half_width: float, box_r: float, knot_seed: int
-                   ) -> list[tuple[tuple[float, float, float], np.ndarray]]:
+def _group_kimages(
+    galsim: Any,
+    comps: list[Component],
+    nfft: int,
+    dk: float,
+    half_width: float,
+    box_r: float,
+    knot_seed: int,
+) -> list[tuple[tuple[float, float, float], np.ndarray]]:
     """K-images of components grouped by colour, drawn once at unit i-band flux.
 
     Returns a list of (per-band flux multipliers, k-image) pairs.
@@ -176,8 +192,15 @@ def _group_kimages(galsim: Any, comps: list[Component], nfft: int, dk: float,
     return out
 
 
-def render_view(galaxy: Galaxy, view: View, stamp_px: int, *, noise: bool = True,
-                field: bool = True, host_only_model: bool = False) -> Rendered:
+def render_view(
+    galaxy: Galaxy,
+    view: View,
+    stamp_px: int,
+    *,
+    noise: bool = True,
+    field: bool = True,
+    host_only_model: bool = False,
+) -> Rendered:
     """Render one view of a galaxy into g, r, i pixels.
 
     Parameters
@@ -215,8 +238,12 @@ def render_view(galaxy: Galaxy, view: View, stamp_px: int, *, noise: bool = True
     field_gals = [c for c in view.field if c.kind != "point"] if field else []
     stars = [c for c in view.field if c.kind == "point"] if field else []
     host_k = _group_kimages(galsim, view.host, nfft, dk, 0.0, box_r, knot_seed)
-    other_k = _group_kimages(galsim, list(view.companion), nfft, dk, 0.0, box_r, knot_seed)
-    other_k += _group_kimages(galsim, field_gals, nfft, dk, half * 0.92, box_r, knot_seed)
+    other_k = _group_kimages(
+        galsim, list(view.companion), nfft, dk, 0.0, box_r, knot_seed
+    )
+    other_k += _group_kimages(
+        galsim, field_gals, nfft, dk, half * 0.92, box_r, knot_seed
+    )
     star_k = []
     for st in stars:
         sx = np.exp(-1j * k1 * st.dx * half * 0.92)
@@ -226,26 +253,35 @@ def render_view(galaxy: Galaxy, view: View, stamp_px: int, *, noise: bool = True
     lo = nfft // 2 - n // 2
     tf = np.empty((3, nfft, nfft), dtype=np.complex128)
     for b in range(3):
-        psf = _base("moffat", 0.0, 0.0).dilate(view.psf_fwhm[b]).shear(
-            g1=view.psf_g[0], g2=view.psf_g[1])
+        psf = (
+            _base("moffat", 0.0, 0.0)
+            .dilate(view.psf_fwhm[b])
+            .shear(g1=view.psf_g[0], g2=view.psf_g[1])
+        )
         tf[b] = psf.drawKImage(nx=nfft, ny=nfft, scale=dk).array
     tf *= base
     f_host = _combine(host_k, nfft)
     f_all = f_host + _combine(other_k + star_k, nfft)
-    model = _to_real(f_all * tf, nfft)[:, lo:lo + n, lo:lo + n]
-    host_model = (_to_real(f_host * tf, nfft)[:, lo:lo + n, lo:lo + n]
-                  if host_only_model else None)
+    model = _to_real(f_all * tf, nfft)[:, lo : lo + n, lo : lo + n]
+    host_model = (
+        _to_real(f_host * tf, nfft)[:, lo : lo + n, lo : lo + n]
+        if host_only_model
+        else None
+    )
 
     sigma = view.sigma
     mask = detection_mask(model, sigma)
-    var = np.broadcast_to(np.asarray(sigma)[:, None, None] ** 2 * 0.8, model.shape).copy()
+    var = np.broadcast_to(
+        np.asarray(sigma)[:, None, None] ** 2 * 0.8, model.shape
+    ).copy()
     var += np.clip(model, 0, None) / np.asarray(GAIN_E_PER_UNIT)[:, None, None]
     if noise:
         rng = np.random.default_rng(view.noise_seed)
         image = model + correlated_noise(rng, model.shape, sigma, view.noise_corr)
         image += np.asarray(view.sky_offset)[:, None, None]
         image += rng.standard_normal(model.shape) * np.sqrt(
-            np.clip(model, 0, None) / np.asarray(GAIN_E_PER_UNIT)[:, None, None])
+            np.clip(model, 0, None) / np.asarray(GAIN_E_PER_UNIT)[:, None, None]
+        )
     else:
         image = model.copy()
     if galaxy.domain == "hsc" and view.saturated_star:
@@ -253,10 +289,14 @@ def render_view(galaxy: Galaxy, view: View, stamp_px: int, *, noise: bool = True
         if sat.any():
             sat = _bleed(sat)
             image[sat] = SATURATION_LEVEL
-            mask[sat] |= np.int32((1 << SAT_BIT) | (1 << INTRP_BIT) | (1 << DETECTED_BIT))
+            mask[sat] |= np.int32(
+                (1 << SAT_BIT) | (1 << INTRP_BIT) | (1 << DETECTED_BIT)
+            )
     return Rendered(
-        image=image.astype(np.float32), mask=mask.astype(np.int32),
-        variance=var.astype(np.float32), model=model.astype(np.float32),
+        image=image.astype(np.float32),
+        mask=mask.astype(np.int32),
+        variance=var.astype(np.float32),
+        model=model.astype(np.float32),
         host_model=None if host_model is None else host_model.astype(np.float32),
     )
 
@@ -274,9 +314,17 @@ def _bleed(sat: np.ndarray) -> np.ndarray:
     return out
 
 
-def mock_object(domain: str, seed: int, index: int, projection: int, stamp_px: int,
-                mass_mode: str = "balanced", *, noise: bool = True,
-                field: bool = True) -> tuple[dict[str, Any], Cutout]:
+def mock_object(
+    domain: str,
+    seed: int,
+    index: int,
+    projection: int,
+    stamp_px: int,
+    mass_mode: str = "balanced",
+    *,
+    noise: bool = True,
+    field: bool = True,
+) -> tuple[dict[str, Any], Cutout]:
     """Draw and render one projection of one mock galaxy.
 
     Parameters
@@ -320,5 +368,7 @@ def mock_object(domain: str, seed: int, index: int, projection: int, stamp_px: i
     view = gal.view(projection)
     row = gal.row(projection)
     r = render_view(gal, view, stamp_px, noise=noise, field=field)
-    cut = Cutout(image=r.image, mask=r.mask, variance=r.variance, source=row["object_id"])
+    cut = Cutout(
+        image=r.image, mask=r.mask, variance=r.variance, source=row["object_id"]
+    )
     return row, cut

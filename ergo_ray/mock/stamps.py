@@ -33,16 +33,23 @@ def composite(image: np.ndarray, stretch: float = 1.5, q: float = 10.0) -> np.nd
     """
     from astropy.visualization import make_lupton_rgb
 
-    img = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    img = np.nan_to_num(
+        np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0
+    )
     # weights bring the three bands to similar noise/colour balance for display
     g, r, i = img[0] * 1.9, img[1] * 1.25, img[2] * 1.0
     rgb = make_lupton_rgb(i, r, g, minimum=0.0, stretch=stretch, Q=q)
     return np.flipud(rgb)  # row 0 of a FITS-like array is the bottom of the picture
 
 
-def stamp_grid(n: int, stamp_px: int, seed: int = 0, mass_mode: str = "balanced",
-               domains: Sequence[str] = DOMAINS, projection: int = 0
-               ) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
+def stamp_grid(
+    n: int,
+    stamp_px: int,
+    seed: int = 0,
+    mass_mode: str = "balanced",
+    domains: Sequence[str] = DOMAINS,
+    projection: int = 0,
+) -> tuple[np.ndarray, list[list[dict[str, Any]]]]:
     """Render ``n`` galaxies of each domain and return their composites.
 
     Parameters
@@ -78,9 +85,15 @@ def stamp_grid(n: int, stamp_px: int, seed: int = 0, mass_mode: str = "balanced"
     return tiles, rows
 
 
-def write_stamp_png(url: str, n: int = 6, stamp_px: int = 64, seed: int = 0,
-                    mass_mode: str = "balanced", domains: Sequence[str] = DOMAINS,
-                    storage: Any = None) -> None:
+def write_stamp_png(
+    url: str,
+    n: int = 6,
+    stamp_px: int = 64,
+    seed: int = 0,
+    mass_mode: str = "balanced",
+    domains: Sequence[str] = DOMAINS,
+    storage: Any = None,
+) -> None:
     """Write the stamp grid as a labelled PNG.
 
     Parameters
@@ -112,17 +125,29 @@ def write_stamp_png(url: str, n: int = 6, stamp_px: int = 64, seed: int = 0,
     fig = Figure(figsize=(size * n + 0.9, size * len(domains) + 0.3), dpi=110)
     for d, dom in enumerate(domains):
         for j in range(n):
-            ax = fig.add_axes((0.9 / (size * n + 0.9) + j * size / (size * n + 0.9),
-                               1 - (d + 1) * size / (size * len(domains) + 0.3),
-                               size / (size * n + 0.9) * 0.97,
-                               size / (size * len(domains) + 0.3) * 0.97))
+            ax = fig.add_axes(
+                (
+                    0.9 / (size * n + 0.9) + j * size / (size * n + 0.9),
+                    1 - (d + 1) * size / (size * len(domains) + 0.3),
+                    size / (size * n + 0.9) * 0.97,
+                    size / (size * len(domains) + 0.3) * 0.97,
+                )
+            )
             ax.imshow(tiles[d, j], interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             r = rows[d][j]
-            ax.text(0.03, 0.97, f"logM {r['log_mstar']:.1f} z {r['redshift']:.2f}\n"
-                    f"fex {r['true_exsitu_frac']:.2f}",
-                    transform=ax.transAxes, va="top", ha="left", fontsize=5.5, color="w")
+            ax.text(
+                0.03,
+                0.97,
+                f"logM {r['log_mstar']:.1f} z {r['redshift']:.2f}\n"
+                f"fex {r['true_exsitu_frac']:.2f}",
+                transform=ax.transAxes,
+                va="top",
+                ha="left",
+                fontsize=5.5,
+                color="w",
+            )
             if j == 0:
                 ax.set_ylabel(dom, fontsize=9, color="w")
     buf = io.BytesIO()
