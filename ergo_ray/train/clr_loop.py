@@ -37,7 +37,7 @@ from ergo_ray.io import storage as st
 from ergo_ray.models.encoder import build_encoder
 from ergo_ray.models.nnclr import NNCLR, NNCLRCriterion
 from ergo_ray.train import checkpoint as ckpt
-from ergo_ray.train.data import MONITOR_TARGETS, batch_images
+from ergo_ray.train.data import MONITOR_TARGETS, PreparedInput, batch_images
 from ergo_ray.train.knn_monitor import knn_r2
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     "RUN_NAME",
     "ClrTrainer",
     "augment_views",
+    "check_inputs",
     "fit_nnclr",
     "loop_config",
     "train_local",
@@ -607,6 +608,49 @@ def resolve_preprocess(cfg: RunConfig, inputs: Sequence[Any]) -> dict[str, Any]:
     return cfg.preprocess.model_dump(mode="json")
 
 
+def check_inputs(cfg: RunConfig, data: Sequence[str], *, workers: int | None = None,
+                 epochs: int | None = None) -> list[PreparedInput]:
+    """Check options and inputs of a training run before any Ray work starts.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The run configuration.
+    data : sequence of str
+        Prepared-shard folders.
+    workers : int, optional
+        Ray Train workers (default ``cluster.workers``).
+    epochs : int, optional
+        Total epochs.
+
+    Returns
+    -------
+    list of PreparedInput
+        The discovered inputs.
+
+    Raises
+    ------
+    ConfigError
+        For a bad worker or epoch count or a preprocess size that disagrees with the data.
+    InputError
+        For unusable inputs.
+    """
+    from ergo_ray.train.data import discover_inputs
+
+    n_workers = cfg.cluster.workers if workers is None else workers
+    if n_workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {n_workers}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
+    if cfg.clr.support_set == "global" and \
+            cfg.clr.memory_bank_size < n_workers * cfg.clr.batch_size:
+        log.warning("clr.memory_bank_size=%d is smaller than workers × batch (%d)",
+                    cfg.clr.memory_bank_size, n_workers * cfg.clr.batch_size)
+    inputs = discover_inputs(data, cfg.storage)
+    resolve_preprocess(cfg, inputs)
+    return inputs
+
+
 def fit_nnclr(
     cfg: RunConfig,
     *,
@@ -616,6 +660,7 @@ def fit_nnclr(
     use_gpu: bool | None = None,
     epochs: int | None = None,
     extra_config: Mapping[str, Any] | None = None,
+    inputs: Sequence[PreparedInput] | None = None,
 ) -> dict[str, Any]:
     """Train NNCLR with Ray Train and export the encoder (``ergo-ray train-nnclr``).
 
@@ -640,6 +685,8 @@ def fit_nnclr(
         Total epochs (default ``clr.epochs``).
     extra_config : mapping, optional
         Extra keys for the worker configuration (testing hooks).
+    inputs : sequence of PreparedInput, optional
+        ``data`` already checked by :func:`check_inputs` (skips a second listing).
 
     Returns
     -------
@@ -658,17 +705,11 @@ def fit_nnclr(
     from ray.train.torch import TorchTrainer
 
     from ergo_ray import runtime
-    from ergo_ray.train.data import build_datasets, discover_inputs
+    from ergo_ray.train.data import build_datasets
 
     n_workers = cfg.cluster.workers if workers is None else workers
-    if n_workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {n_workers}")
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1, got {epochs}")
-    if cfg.clr.support_set == "global" and cfg.clr.memory_bank_size < n_workers * cfg.clr.batch_size:
-        log.warning("clr.memory_bank_size=%d is smaller than workers × batch (%d)",
-                    cfg.clr.memory_bank_size, n_workers * cfg.clr.batch_size)
-    inputs = discover_inputs(data, cfg.storage)
+    if inputs is None:
+        inputs = check_inputs(cfg, data, workers=n_workers, epochs=epochs)
     preprocess = resolve_preprocess(cfg, inputs)
     config = loop_config(cfg, in_size=inputs[0].image_size, preprocess=preprocess, out=out,
                          epochs=epochs)
