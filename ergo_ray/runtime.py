@@ -52,6 +52,12 @@ def ensure_ray(cfg: RunConfig) -> None:
     runtime_env: dict[str, Any] = {"env_vars": env_vars} if env_vars else {}
     if os.environ.get("RAY_ADDRESS"):
         log.info("connecting to the Ray cluster at RAY_ADDRESS")
+        if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+            # A submitted job (``ray job submit``): the job's runtime_env and the nodes'
+            # environment already reach every worker, and Ray refuses (printing both
+            # environments, credentials included) env_vars keys the job's runtime_env
+            # also sets.
+            runtime_env = {}
         ray.init(runtime_env=runtime_env or None, logging_level=logging.WARNING)
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
