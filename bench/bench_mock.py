@@ -1,0 +1,165 @@
+"""Benchmark: the mock-universe generator (throughput, oracle vs mass-only, crop fit).
+
+Figures, all measured in one run on the same machine:
+
+1. **Throughput**, galaxies per second per core at 128 px and 64 px (3 bands, noise, field
+   objects), single process, ``OMP_NUM_THREADS=1``, after a warm-up that fills GalSim's
+   Sérsic caches. Per core = per CPU-second of this process (``time.process_time``), so the
+   figure does not depend on what else runs on a shared machine; the wall-clock rate is
+   printed beside it. Goal ≥ 25 galaxies/s/core at 128 px.
+2. **Oracle and floor** for the ex-situ fraction (mock-universe.md "How much the image
+   knows"): a ``HistGradientBoostingRegressor`` on every ``struct_*`` latent plus log M★,
+   z and the type, trained on one half of the tng100 (balanced) galaxies and scored on the
+   other half, beside the same regressor on log M★ and z only. Figures: RMSE and fraction
+   within ±0.1 of the truth. Target oracle RMSE ≈ 0.07–0.10.
+3. **Crop fit**: fraction of galaxies whose 4 × R90 crop (R90 measured by
+   :func:`ergo_ray.preprocess.pipeline.prepare_image` on the noisy r band, as ``prepare``
+   does) fits inside the stamp, at 64 and 128 px.
+
+Run: ``python bench/bench_mock.py [--quick] [--only throughput|oracle|cropfit]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+GOAL_RATE = 25.0
+
+
+def throughput(stamp_px: int, n: int, warm: int, domain: str = "tng100") -> tuple[float, float]:
+    """Return (galaxies per CPU-second, galaxies per wall-second) rendering ``n`` stamps."""
+    from ergo_ray.mock import mock_object
+
+    for i in range(warm):
+        mock_object(domain, 99, i, 0, stamp_px)
+    c0, w0 = time.process_time(), time.perf_counter()
+    for i in range(n):
+        mock_object(domain, 0, i, 0, stamp_px)
+    return n / (time.process_time() - c0), n / (time.perf_counter() - w0)
+
+
+def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
+    """Oracle (all struct_* + mass, z, type) vs mass+z-only regressors of f_ex.
+
+    Parameters
+    ----------
+    n : int
+        Galaxies (half train, half test; split on the index, i.e. on root_id).
+    domain : str
+        Mock domain.
+    seed : int
+        Survey seed.
+
+    Returns
+    -------
+    dict
+        ``oracle_rmse``, ``oracle_within``, ``mass_rmse``, ``mass_within``.
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from ergo_ray.mock import draw_galaxy
+
+    rows = [draw_galaxy(domain, seed, i).row(0) for i in range(n)]
+    keys = sorted(k for k in rows[0] if k.startswith("struct_"))
+    x_all = np.array(
+        [[r[k] for k in keys] + [r["log_mstar"], r["redshift"], float(r["is_etg"])] for r in rows]
+    )
+    x_mass = np.array([[r["log_mstar"], r["redshift"]] for r in rows])
+    y = np.array([r["true_exsitu_frac"] for r in rows])
+    half = n // 2
+    out: dict[str, float] = {}
+    for name, x in (("oracle", x_all), ("mass", x_mass)):
+        model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
+        model.fit(x[:half], y[:half])
+        err = model.predict(x[half:]) - y[half:]
+        out[f"{name}_rmse"] = float(np.sqrt(np.mean(err**2)))
+        out[f"{name}_within"] = float(np.mean(np.abs(err) <= 0.1))
+    return out
+
+
+def crop_fit(stamp_px: int, n: int, domain: str = "tng100") -> tuple[float, float]:
+    """Fraction of stamps whose 4 × R90 crop fits (and the fraction whose Petrosian fit failed)."""
+    from ergo_ray.errors import BadObjectError
+    from ergo_ray.mock import mock_object
+    from ergo_ray.preprocess.pipeline import prepare_image
+
+    fits, failed = 0, 0
+    for i in range(n):
+        _, cut = mock_object(domain, 0, i, 0, stamp_px)
+        try:
+            _, radii = prepare_image(cut, size=32)
+        except BadObjectError:
+            failed += 1
+            continue
+        fits += 4 * radii["r90_px"] <= stamp_px
+    return fits / n, failed / n
+
+
+def run(quick: bool, only: str | None = None) -> list[dict]:
+    """Measure the generator's figures.
+
+    Parameters
+    ----------
+    quick : bool
+        Small sizes (smoke run).
+    only : str, optional
+        ``throughput``, ``oracle`` or ``cropfit``.
+
+    Returns
+    -------
+    list of dict
+        Rows ``{"figure", "value", "unit", "goal", "peer", "ratio"}``.
+    """
+    rows: list[dict] = []
+    if only in (None, "throughput"):
+        n, warm = (40, 40) if quick else (300, 150)
+        for px in (128, 64):
+            cpu, wall = throughput(px, n, warm)
+            rows.append({"figure": f"mock render {px} px, 3 bands (galaxies/s/core)",
+                         "value": cpu, "unit": "gal/s/core", "goal": ">= 25 at 128 px",
+                         "peer": GOAL_RATE, "ratio": cpu / GOAL_RATE})
+            rows.append({"figure": f"mock render {px} px, wall clock on this (shared) machine",
+                         "value": wall, "unit": "gal/s", "goal": "info", "peer": None,
+                         "ratio": None})
+    if only in (None, "oracle"):
+        o = oracle(4000 if quick else 20000)
+        rows.append({"figure": "f_ex oracle (struct_* + M, z) RMSE", "value": o["oracle_rmse"],
+                     "unit": "", "goal": "0.07-0.10", "peer": o["mass_rmse"],
+                     "ratio": o["oracle_rmse"] / o["mass_rmse"]})
+        rows.append({"figure": "f_ex oracle fraction within ±0.1", "value": o["oracle_within"],
+                     "unit": "", "goal": "> mass-only", "peer": o["mass_within"],
+                     "ratio": o["oracle_within"] / o["mass_within"]})
+        rows.append({"figure": "f_ex mass+z-only RMSE (floor)", "value": o["mass_rmse"],
+                     "unit": "", "goal": "info", "peer": None, "ratio": None})
+    if only in (None, "cropfit"):
+        n = 40 if quick else 300
+        for px in (64, 96, 128):
+            frac, fail = crop_fit(px, n)
+            rows.append({"figure": f"4xR90 crop fits in a {px}-px stamp (tng100 balanced)",
+                         "value": frac, "unit": "fraction", "goal": ">= 0.95 at 128 px",
+                         "peer": None, "ratio": None})
+            rows.append({"figure": f"Petrosian failures at {px} px", "value": fail,
+                         "unit": "fraction", "goal": "small", "peer": None, "ratio": None})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small smoke run")
+    p.add_argument("--only", choices=("throughput", "oracle", "cropfit"), default=None)
+    args = p.parse_args()
+    for r in run(args.quick, args.only):
+        peer = "" if r["peer"] is None else f"   peer {r['peer']:.4g}"
+        ratio = "" if r["ratio"] is None else f"   ratio {r['ratio']:.3f}"
+        print(f"{r['figure']}\n    {r['value']:.4g} {r['unit']}{peer}{ratio}   goal: {r['goal']}")
+
+
+if __name__ == "__main__":
+    main()
