@@ -48,6 +48,11 @@ PETROSIAN_ETA = 0.2
 ANNULUS = (0.8, 1.25)
 #: R50/R90 are measured inside this multiple of r_petro.
 TOTAL_FLUX_FACTOR = 2.0
+#: Deblending: number of thresholds and minimum flux fraction of a child (photutils defaults).
+DEBLEND_LEVELS = 32
+DEBLEND_CONTRAST = 0.001
+#: A neighbour core is cut at its split level: its second moments are scaled up by this.
+FOOTPRINT_MOMENT_SCALE = 2.0
 #: Grid step of the curve of growth in pixels (1 / step must be an integer).
 GRID_STEP = 0.05
 
@@ -146,7 +151,7 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return yy.astype(np.float32), xx.astype(np.float32)
 
 
-def _subsample(a: np.ndarray, limit: int = 16384) -> np.ndarray:
+def _subsample(a: np.ndarray, limit: int = 4096) -> np.ndarray:
     """Return a strided subsample of a flat array with at most about ``limit`` values."""
     step = max(1, a.size // limit)
     return a[::step]
@@ -154,21 +159,36 @@ def _subsample(a: np.ndarray, limit: int = 16384) -> np.ndarray:
 
 def _detect(
     band: np.ndarray, bad: np.ndarray, box_px: int, nsigma: float, min_area: int
-) -> tuple[np.ndarray, int]:
-    """Segment a band and return (labels, label of the central source)."""
-    good = band[~bad]
-    lo = float(np.median(good))
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segment and deblend a band.
+
+    Returns
+    -------
+    core : numpy.ndarray
+        bool (H, W): the central source's pixels (its deblended core when it was split).
+    segments : numpy.ndarray
+        bool (H, W): pixels of every other segment (masked entirely).
+    neighbours : numpy.ndarray
+        int32 (H, W): cores of the other children of the central segment, labelled 1..k.
+    detected : numpy.ndarray
+        bool (H, W): pixels of every segment, the central one included.
+    """
+    # Temporary stretch limits; the median of a strided subsample is plenty for detection.
+    lo = float(np.median(_subsample(band[~bad], 16384)))
     cbox = central_box(np.where(bad, np.nan, band), box_px)
     cvals = cbox[np.isfinite(cbox)]
     hi = float(np.percentile(cvals, 99.0)) if cvals.size else float("nan")
     if not np.isfinite(hi) or hi <= lo:
         msg = "no flux above the stamp median in the central box"
         raise BadObjectError(msg, reason=reasons.NO_SOURCE)
-    s = np.clip((band - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    s = ((band - lo) / (hi - lo)).astype(np.float32)
     s[bad] = 0.0
-    med, std = sigma_clipped_stats(_subsample(s[~bad]))
+    med, std = sigma_clipped_stats(_subsample(np.clip(s[~bad], 0.0, 1.0)))
     thresh = med + nsigma * std
-    det = _smooth3(s) > thresh
+    # Smoothing the unclipped image keeps the peaks for deblending; above the threshold
+    # (< 1) it selects the same pixels as smoothing the clipped one.
+    smooth = _smooth3(np.maximum(s, 0.0))
+    det = smooth > thresh
     det &= ~bad
     labels, n = ndimage.label(det, structure=_STRUCT8)
     if n == 0:
@@ -179,22 +199,170 @@ def _detect(
     small[0] = False
     if small.any():
         labels[small[labels]] = 0
-    h, w = band.shape
-    cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
-    lab = int(labels[int(round(cy)), int(round(cx))])
-    if lab == 0:
-        ys, xs = np.nonzero(labels)
-        if ys.size == 0:
-            msg = f"no source of at least {min_area} px above {nsigma:g} sigma"
-            raise BadObjectError(msg, reason=reasons.NO_SOURCE)
-        d2 = (ys - cy) ** 2 + (xs - cx) ** 2
-        k = int(np.argmin(d2))
-        half = box_px / 2.0
-        if abs(ys[k] - cy) > half or abs(xs[k] - cx) > half:
-            msg = f"no source inside the central {box_px}x{box_px} px"
-            raise BadObjectError(msg, reason=reasons.NO_SOURCE)
-        lab = int(labels[ys[k], xs[k]])
-    return labels, lab
+    lab = _central_label(labels, box_px, min_area, nsigma)
+    own = labels == lab
+    segments = (labels != 0) & ~own
+    neighbours = np.zeros(band.shape, dtype=np.int32)
+    sl = ndimage.find_objects(own.astype(np.int8))[0]
+    seeds = _deblend(smooth[sl], own[sl], thresh, min_area)
+    if seeds.max() > 1:
+        cy = (band.shape[0] - 1) / 2.0 - sl[0].start
+        cx = (band.shape[1] - 1) / 2.0 - sl[1].start
+        child = _central_label(seeds, box_px, 1, nsigma, centre=(cy, cx))
+        core = np.zeros_like(own)
+        core[sl] = seeds == child
+        others = np.where((seeds > 0) & (seeds != child), seeds, 0)
+        others = np.where(others > child, others - 1, others)
+        neighbours[sl] = others
+        return core, segments, neighbours, labels > 0
+    return own, segments, neighbours, labels > 0
+
+
+def _central_label(
+    labels: np.ndarray,
+    box_px: int,
+    min_area: int,
+    nsigma: float,
+    centre: tuple[float, float] | None = None,
+) -> int:
+    """Label under the centre, else the label of the labelled pixel nearest to it."""
+    h, w = labels.shape
+    cy, cx = centre if centre is not None else ((h - 1) / 2.0, (w - 1) / 2.0)
+    iy, ix = int(round(cy)), int(round(cx))
+    if 0 <= iy < h and 0 <= ix < w and labels[iy, ix]:
+        return int(labels[iy, ix])
+    ys, xs = np.nonzero(labels)
+    if ys.size == 0:
+        msg = f"no source of at least {min_area} px above {nsigma:g} sigma"
+        raise BadObjectError(msg, reason=reasons.NO_SOURCE)
+    k = int(np.argmin((ys - cy) ** 2 + (xs - cx) ** 2))
+    half = box_px / 2.0
+    if abs(ys[k] - cy) > half or abs(xs[k] - cx) > half:
+        msg = f"no source inside the central {box_px}x{box_px} px"
+        raise BadObjectError(msg, reason=reasons.NO_SOURCE)
+    return int(labels[ys[k], xs[k]])
+
+
+def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) -> np.ndarray:
+    """Find the cores of the sources blended in one segment by multi-thresholding.
+
+    Photutils/SExtractor-like: ``DEBLEND_LEVELS`` exponentially spaced levels between the
+    detection threshold and the segment's peak; going up, a region is split when it holds
+    at least two components of ``min_area`` px, each with an intensity above the split level
+    of at least ``DEBLEND_CONTRAST`` of the segment's flux (SExtractor's criterion). Only the
+    cores (the components at their split level) are returned: how far a neighbour's light
+    reaches is decided later from its profile (:func:`_neighbour_footprints`), because a
+    watershed or nearest-core partition hands a bright neighbour the envelope of the galaxy
+    behind it.
+
+    Returns
+    -------
+    numpy.ndarray
+        int32 labels 1..k of the cores on the segment's bounding box (the whole segment as
+        label 1 when it does not split), 0 elsewhere.
+    """
+    vals = smooth[seg]
+    peak = float(vals.max())
+    total = float(vals.sum())
+    base = max(thresh, 1e-6)
+    if peak <= base * 1.01:
+        return seg.astype(np.int32)
+    levels = base * (peak / base) ** (np.arange(1, DEBLEND_LEVELS + 1) / (DEBLEND_LEVELS + 1))
+    seeds = seg.astype(np.int32)
+    n_seeds = 1
+    # Level sets shrink as t rises: work on their (shrinking) bounding box only.
+    r0, r1, c0, c1 = 0, seg.shape[0], 0, seg.shape[1]
+    for t in levels:
+        above = (smooth[r0:r1, c0:c1] > t) & seg[r0:r1, c0:c1]
+        rows = np.flatnonzero(above.any(axis=1))
+        if rows.size == 0:
+            break
+        cols = np.flatnonzero(above.any(axis=0))
+        r0, r1, c0, c1 = r0 + rows[0], r0 + rows[-1] + 1, c0 + cols[0], c0 + cols[-1] + 1
+        above = above[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        if int(above.sum()) < 2 * min_area:
+            break
+        comp, n = ndimage.label(above, structure=_STRUCT8)
+        if n < 2:
+            continue
+        flat = comp.ravel()
+        area = np.bincount(flat, minlength=n + 1)
+        sig = area >= min_area
+        sig[0] = False
+        if sig.sum() < 2:
+            continue
+        sub = smooth[r0:r1, c0:c1].ravel()
+        flux = np.bincount(flat, weights=sub - t, minlength=n + 1)
+        # SExtractor's criterion: a branch's intensity above the split level.
+        sig &= flux >= DEBLEND_CONTRAST * total
+        if sig.sum() < 2:
+            continue
+        ids = np.flatnonzero(sig)
+        seeds_sub = seeds[r0:r1, c0:c1]
+        # Parent seed of each significant component (components nest inside seeds).
+        order = np.argsort(flat, kind="stable")
+        first = order[np.searchsorted(flat[order], ids)]
+        parent = seeds_sub.ravel()[first]
+        cnt = np.bincount(parent, minlength=n_seeds + 1)
+        split = np.flatnonzero(cnt >= 2)
+        if split.size == 0:
+            continue
+        for p in split:
+            seeds[seeds == p] = 0
+            for c in ids[parent == p]:
+                n_seeds += 1
+                seeds_sub[comp == c] = n_seeds
+    if n_seeds == 1:
+        return seeds
+    uniq, inv = np.unique(seeds, return_inverse=True)
+    return inv.reshape(seeds.shape).astype(np.int32) + (1 if uniq[0] != 0 else 0)
+
+
+def _ring_mean(img: np.ndarray, ring: np.ndarray, use: np.ndarray, nr: int) -> np.ndarray:
+    """Mean of ``img`` over the ``use`` pixels of each 1-px ring (0 where a ring is empty)."""
+    cnt = np.bincount(ring[use], minlength=nr)
+    tot = np.bincount(ring[use], weights=img[use], minlength=nr)
+    return np.divide(tot, cnt, out=np.zeros(nr), where=cnt > 0)
+
+
+def _neighbour_footprints(
+    img: np.ndarray, neighbours: np.ndarray, ring: np.ndarray, profile: np.ndarray,
+    floor: float,
+) -> np.ndarray:
+    """Pixels where a blended neighbour outshines the central galaxy.
+
+    Each neighbour core gets an elliptical exponential model (SExtractor uses Gaussians, whose
+    wings are too light) from its light in excess of the galaxy's ring-mean ``profile``: that
+    flux and its second moments (scaled by ``FOOTPRINT_MOMENT_SCALE`` because the core is cut
+    at a level). Its footprint is the core plus every pixel where the model exceeds both the
+    galaxy profile and ``floor``.
+    """
+    out = neighbours > 0
+    yy, xx = _grid(*img.shape)
+    galaxy = np.maximum(profile[ring], floor)
+    for c in range(1, int(neighbours.max()) + 1):
+        cy, cx = np.nonzero(neighbours == c)
+        if cy.size == 0:
+            continue
+        w = np.clip(img[cy, cx] - profile[ring[cy, cx]], 0.0, None).astype(np.float64)
+        flux = float(w.sum())
+        if flux <= 0:
+            continue
+        my, mx = float((cy * w).sum() / flux), float((cx * w).sum() / flux)
+        dy, dx = cy - my, cx - mx
+        k = FOOTPRINT_MOMENT_SCALE
+        syy = k * float((dy * dy * w).sum() / flux) + 0.25
+        sxx = k * float((dx * dx * w).sum() / flux) + 0.25
+        sxy = k * float((dx * dy * w).sum() / flux)
+        # Exponential profile with these second moments (per axis <x^2> = 3 h^2): its
+        # wings are closer to a star's or a galaxy's than a Gaussian's.
+        syy, sxx, sxy = syy / 3.0, sxx / 3.0, sxy / 3.0
+        det = max(syy * sxx - sxy * sxy, 1e-6)
+        py, px = yy - my, xx - mx
+        q = (sxx * py * py - 2 * sxy * px * py + syy * px * px) / det
+        model = flux / (2 * np.pi * np.sqrt(det)) * np.exp(-np.sqrt(q))
+        out |= model > galaxy
+    return out
 
 
 def _first_crossing(x: np.ndarray, y: np.ndarray, level: float, start: int = 0) -> float:
@@ -293,35 +461,38 @@ def measure_petrosian(
         raise BadObjectError(msg, reason=reasons.ALL_MASKED)
     band = np.where(badm, np.float32(0), band) if badm.any() else band
 
-    labels, lab = _detect(band, badm, central_box_px, detect_nsigma, min_area_px)
+    core, segments, neighbours, detected = _detect(
+        band, badm, central_box_px, detect_nsigma, min_area_px
+    )
 
-    # Background: sigma-clipped median of pixels outside every segment.
-    sky = (labels == 0) & ~badm
-    sky_vals = band[sky] if sky.any() else band[~badm]
-    bkg, _ = sigma_clipped_stats(_subsample(sky_vals))
+    # Background and noise: sigma-clipped statistics of pixels outside every segment.
+    sky = ~(detected | badm)
+    sky_vals = band[sky] if sky.sum() >= 16 else band[~badm]
+    bkg, noise = sigma_clipped_stats(_subsample(sky_vals))
     img = band - np.float32(bkg)
 
     yy, xx = _grid(*band.shape)
-    own = labels == lab
-    w = np.clip(img[own], 0.0, None)
+    w = np.clip(img[core], 0.0, None)
     if float(w.sum()) > 0:
-        y_c = float((yy[own] * w).sum() / w.sum())
-        x_c = float((xx[own] * w).sum() / w.sum())
+        y_c = float((yy[core] * w).sum() / w.sum())
+        x_c = float((xx[core] * w).sum() / w.sum())
     else:
-        y_c, x_c = float(yy[own].mean()), float(xx[own].mean())
+        y_c, x_c = float(yy[core].mean()), float(xx[core].mean())
     dist = np.sqrt((yy - np.float32(y_c)) ** 2 + (xx - np.float32(x_c)) ** 2)
+    ring = dist.astype(np.int64)
+    nr = int(ring.max()) + 1
 
-    # Mask neighbours and bad pixels; fill them with the mean of their 1-px annulus.
-    masked = badm | ((labels != 0) & ~own)
+    # Mask bad pixels, other segments and blended neighbours; fill with the ring mean.
+    masked = badm | segments
+    if neighbours.any():
+        masked |= neighbours > 0
+        profile = _ring_mean(img, ring, ~masked, nr)
+        floor = noise if np.isfinite(noise) else 0.0
+        masked |= _neighbour_footprints(img, neighbours, ring, profile, floor) & ~core
     if masked.any():
-        ring = dist.astype(np.int64)
-        nr = int(ring.max()) + 1
-        okr, okv = ring[~masked], img[~masked]
-        cnt = np.bincount(okr, minlength=nr)
-        tot = np.bincount(okr, weights=okv, minlength=nr)
-        mean = np.divide(tot, cnt, out=np.zeros(nr), where=cnt > 0)
+        fill = _ring_mean(img, ring, ~masked, nr)
         img = img.copy()
-        img[masked] = mean[ring[masked]].astype(np.float32)
+        img[masked] = fill[ring[masked]].astype(np.float32)
 
     hgt, wid = band.shape
     r_edge = min(x_c + 0.5, wid - 0.5 - x_c, y_c + 0.5, hgt - 0.5 - y_c)
