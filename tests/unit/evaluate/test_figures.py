@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import numpy as np
 import pytest
@@ -110,7 +111,7 @@ def test_exsitu_difference_at_fixed_mass_ignores_mass_distribution():
     assert obs_v.mean() - sim_v.mean() < -0.15
     rows = science.mass_bin_ranges(sim_m, sim_v, edges)
     assert [r["n"] for r in rows] == [int(((sim_m >= a) & (sim_m < b)).sum())
-                                      for a, b in zip(edges[:-1], edges[1:], strict=True)]
+                                      for a, b in itertools.pairwise(edges)]
     assert rows[0]["p10"] < rows[0]["median"] < rows[0]["p90"]
 
 

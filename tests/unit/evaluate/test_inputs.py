@@ -93,7 +93,7 @@ def test_representation_sets_and_truth_join(tmp_path):
     np.testing.assert_array_equal(es.reps[:, 0], [0, 1, 2, 3])
     truth_dir = tmp_path / "truth"
     truth_dir.mkdir()
-    pq.write_table(pa.table({"object_id": _ids(1, 3)[::-1] + ["other"],
+    pq.write_table(pa.table({"object_id": [*_ids(1, 3)[::-1], "other"],
                              "true_exsitu_frac": [0.2, 0.1, 0.9],
                              "true_lmm_lookback_gyr": [1.0, np.nan, 3.0],
                              "true_lmm_log_mass": [10.0, np.nan, 9.0]}),
