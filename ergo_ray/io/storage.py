@@ -180,7 +180,16 @@ def fsspec_fs(url: str, storage: StorageConfig | None = None) -> tuple[fsspec.Ab
         kwargs["client_kwargs"] = {"region_name": o["region"]}
     if "key" in o:
         kwargs["key"], kwargs["secret"] = o["key"], o["secret"]
-    return s3fs.S3FileSystem(skip_instance_cache=True, **kwargs), loc.path
+    # One client per process and option set: a fresh S3FileSystem per call costs a new
+    # botocore session (~1 s); the pid in the key keeps forked children off the parent's.
+    cache_key = (os.getpid(), repr(sorted(kwargs.items())))
+    fs = _S3FS_CACHE.get(cache_key)
+    if fs is None:
+        fs = _S3FS_CACHE[cache_key] = s3fs.S3FileSystem(skip_instance_cache=True, **kwargs)
+    return fs, loc.path
+
+
+_S3FS_CACHE: dict[tuple[int, str], Any] = {}
 
 
 def arrow_fs(url: str, storage: StorageConfig | None = None) -> tuple[pafs.FileSystem, str]:
