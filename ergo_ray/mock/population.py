@@ -822,50 +822,48 @@ def _tidal_components(
     comps: list[Component] = []
     width = float(rng.uniform(0.3, 1.0)) * width_mult / kpc  # arcsec
     width = max(width, 0.12)
-    if (
-        kind == 2
-    ):  # shells: 2–4 arcs at geometric radii, alternating sides of the major axis
+    # arcs: (inner radius, outer radius, central angle, angular extent), arcsec / radians
+    arcs: list[tuple[float, float, float, float]] = []
+    if kind == 2:  # shells: 2–4 arcs at geometric radii, alternating sides of the major axis
         n_sh = int(rng.integers(2, 5))
-        r0 = float(rng.uniform(1.3, 2.2)) * re
-        arcs = [
-            (
-                r0 * 1.45**k,
-                math.radians(pa) + (k % 2) * math.pi,
-                math.radians(float(rng.uniform(80, 150))),
-            )
-            for k in range(n_sh)
-        ]
-        weights = np.array([1.0 / (k + 1) for k in range(n_sh)])
-    else:  # tails / streams: one or two arcs
+        r0 = float(rng.uniform(1.8, 2.8)) * re
+        for k in range(n_sh):
+            r = r0 * 1.5**k
+            ang = math.radians(pa) + (k % 2) * math.pi
+            arcs.append((r, r, ang, math.radians(float(rng.uniform(80, 150)))))
+        weights = np.array([1.0 / (k + 1) ** 0.5 for k in range(n_sh)])
+    else:  # tails / streams: one or two arcs winding outwards
         n_arc = 2 if (kind == 1 and rng.uniform() < 0.5) else 1
-        arcs = []
         base = float(rng.uniform(0, 2 * math.pi))
         for k in range(n_arc):
-            r = float(rng.uniform(1.5, 4.0)) * re
-            arcs.append(
-                (r, base + k * math.pi, math.radians(float(rng.uniform(30, 120))))
-            )
+            r_in = float(rng.uniform(1.0, 2.0)) * re
+            r_out = float(rng.uniform(3.0, 6.5)) * re
+            ext = math.radians(float(rng.uniform(40, 130)))
+            arcs.append((r_in, r_out, base + k * math.pi, ext))
         weights = np.ones(n_arc)
         if kind == 3:
             width *= 0.6
     weights = weights / weights.sum()
-    for (radius, centre, extent), w in zip(arcs, weights, strict=True):
-        radius = min(radius, 4.5)
-        n_seg = 7
-        arc_len = radius * extent
-        seg_sigma = max(arc_len / n_seg, width)
+    sense = 1.0 if rng.uniform() < 0.5 else -1.0
+    for (r_in, r_out, centre, extent), w in zip(arcs, weights, strict=True):
+        r_in, r_out = min(r_in, 4.5), min(r_out, 4.8)
+        n_seg = 10
+        arc_len = 0.5 * (r_in + r_out) * extent + (r_out - r_in)
+        # Gaussian segments: σ across the arc = width, σ along it ~ the segment spacing
+        seg_len = max(0.75 * arc_len / n_seg, width)
         for j in range(n_seg):
             t = (j + 0.5) / n_seg - 0.5
-            phi = centre + t * extent
-            taper = math.exp(-0.5 * (2.2 * t) ** 2)
+            phi = centre + sense * t * extent
+            radius = r_in + (r_out - r_in) * (t + 0.5)
+            # tails fade towards their tip; shells are brightest at their centre
+            taper = math.exp(-0.5 * (2.2 * t) ** 2) if r_in == r_out else 1.2 - (t + 0.5)
             dx, dy = radius * math.cos(phi), radius * math.sin(phi)
-            q = float(np.clip(width / seg_sigma, 0.08, 1.0))
             comps.append(
                 Component(
                     "gaussian",
-                    _band_fluxes(flux_i * w * taper / n_seg * 1.6, *colour),
-                    seg_sigma,
-                    q=q,
+                    _band_fluxes(flux_i * w * taper, *colour),
+                    math.sqrt(width * seg_len),
+                    q=width / seg_len,
                     beta_deg=math.degrees(phi) + 90.0,
                     dx=dx,
                     dy=dy,
@@ -1035,12 +1033,12 @@ def draw_galaxy(
     recent = not math.isnan(t_lmm) and t_lmm < 2.0 * shift.tidal_fade_gyr
     u_tid = float(rng.uniform())
     if recent and u_tid < 0.9 * shift.tidal_prob:
-        tidal_frac = float(rng.uniform(0.03, 0.08)) * math.exp(
+        tidal_frac = float(rng.uniform(0.06, 0.16)) * math.exp(
             -t_lmm / shift.tidal_fade_gyr
         )
         tidal_kind = 2 if (is_etg and rng.uniform() < 0.6) else 1
     elif u_tid > 1 - min(0.05 * boost, 0.3) * shift.tidal_prob:
-        tidal_frac = float(rng.uniform(0.01, 0.03))
+        tidal_frac = float(rng.uniform(0.02, 0.06))
         tidal_kind = 3
     tidal_frac *= shift.tidal_flux
     halo_offset = float(rng.uniform(0.1, 0.3)) if recent else 0.0
