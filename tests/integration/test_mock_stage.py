@@ -26,7 +26,7 @@ N, P, SEED, PX = 5, 2, 4, 32
 def _mock(out, *extra, domain="tng100", fmt="shards", n=N):
     return main(["mock", "--domain", domain, "--n", str(n), "--projections", str(P),
                  "--seed", str(SEED), "--format", fmt, "--out", str(out), "--preset", "ci",
-                 "--stamp-px", str(PX), *extra])
+                 "--stamp-px", str(PX), "--set", "mock.galaxies_per_task=2", *extra])
 
 
 def _read(out):
@@ -76,8 +76,8 @@ def test_catalogue_layout(three_formats):
         assert all((out / f).is_file() for f in files), fmt
         meta = pq.read_schema(out / "catalog" / "part-00000.parquet").metadata
         assert meta[b"ergo_ray.kind"] == b"catalog"
-        # ci preset: 8 galaxies per task -> one catalogue part per task
-        assert len(list((out / "catalog").glob("part-*.parquet"))) == 1
+        # one catalogue part per task of 2 galaxies
+        assert len(list((out / "catalog").glob("part-*.parquet"))) == 3
         assert (out / "_meta" / "config.yaml").is_file()
         info = json.loads((out / "_meta" / "versions.json").read_text())
         assert info["stage"] == "mock" and "--format" in info["argv"]
