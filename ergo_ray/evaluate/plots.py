@@ -25,6 +25,7 @@ __all__ = [
     "coverage_figure",
     "error_vs_std_figure",
     "figure_png",
+    "legend",
     "map_vs_truth_figure",
     "mass_bin_figure",
     "nmm_confusion_figure",
@@ -109,6 +110,12 @@ def binned_percentiles(
     return 0.5 * (e[:-1] + e[1:]), vals, counts
 
 
+def legend(ax: Any, **kwargs: Any) -> None:
+    """Draw a legend only when something is labelled (matplotlib warns otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def _no_data(ax: Any, text: str = "no data") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
@@ -181,7 +188,7 @@ def map_vs_truth_figure(
                     f"mergers called NMM: {cm[0][1] / mm:.0%}",
                     transform=ax.transAxes, va="top", fontsize=8,
                     bbox={"fc": "w", "alpha": 0.7, "lw": 0})
-        ax.legend(loc="lower right", fontsize=8)
+        legend(ax, loc="lower right", fontsize=8)
     return fig
 
 
@@ -231,7 +238,7 @@ def error_vs_std_figure(
         ax.set_xlabel("posterior std")
         ax.set_ylabel("|MAP − truth|")
         ax.set_title(TARGET_LABELS[name], fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        legend(ax, fontsize=7, loc="upper left")
     return fig
 
 
@@ -269,7 +276,7 @@ def coverage_figure(curves: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Fi
         ax.set_xlabel("nominal central-interval probability")
         ax.set_ylabel("empirical coverage")
         ax.set_title(TARGET_LABELS[name], fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        legend(ax, fontsize=7, loc="upper left")
     return fig
 
 
@@ -304,7 +311,7 @@ def pit_figure(pits: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Figure:
         ax.set_xlabel("PIT")
         ax.set_ylabel("density")
         ax.set_title(TARGET_LABELS[name], fontsize=9)
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     return fig
 
 
@@ -337,7 +344,7 @@ def mass_bin_figure(tables: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]
         ax.set_xlabel(r"$\log_{10}$ M$_*$ [M$_\odot$]")
         ax.set_ylabel("error")
         ax.set_title(TARGET_LABELS[name], fontsize=9)
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     return fig
 
 
@@ -423,7 +430,7 @@ def ood_histogram_figure(
         ax.set_xlabel("scaled OOD score (log)")
         ax.set_ylabel("fraction per bin")
         ax.set_title(f"query: {a}")
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig
@@ -501,7 +508,7 @@ def umap_kde_figure(
         ax.set_xlabel("UMAP 1")
         ax.set_ylabel("UMAP 2")
         ax.set_title(f"{name} vs {observed}" if name and observed else "all sets")
-        ax.legend(fontsize=7)
+        legend(ax, fontsize=7)
     for ax in axes[len(others):]:
         ax.set_visible(False)
     return fig

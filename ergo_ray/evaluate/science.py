@@ -18,7 +18,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from ergo_ray.evaluate.plots import binned_percentiles
+from ergo_ray.evaluate.plots import binned_percentiles, legend
 from ergo_ray.types import PIXEL_SCALE_ARCSEC
 
 __all__ = [
@@ -232,7 +232,7 @@ def exsitu_vs_mass_figure(
     ax.set_xlabel(r"$\log_{10}$ M$_*$ [M$_\odot$]")
     ax.set_ylabel("ex-situ stellar fraction")
     ax.set_title("ex-situ fraction vs stellar mass (median, 10–90 %)")
-    ax.legend(fontsize=7, loc="upper left")
+    legend(ax, fontsize=7, loc="upper left")
     return fig
 
 
@@ -299,7 +299,7 @@ def exsitu_vs_size_figure(
     ax.set_xlabel("Petrosian R90 [kpc]")
     ax.set_ylabel("ex-situ stellar fraction")
     ax.set_title("ex-situ fraction vs physical size (median per galaxy)")
-    ax.legend(fontsize=7, loc="upper left")
+    legend(ax, fontsize=7, loc="upper left")
     return fig
 
 

@@ -144,3 +144,16 @@ def test_html_report_is_self_contained_and_json_strict():
     assert "src=\"http" not in page
     js = json_bytes({"a": float("nan"), "b": np.float32(1.5), "c": (np.int64(2),)})
     assert js.decode().replace(" ", "").replace("\n", "") == '{"a":null,"b":1.5,"c":[2]}'
+
+
+def test_degenerate_inputs_still_render():
+    nan = np.full(10, np.nan)
+    _png_ok(plots.map_vs_truth_figure("lmm_log_mass", [("model", nan, nan)]))
+    empty_cov = {"levels": [0.5], "coverage": [float("nan")], "stderr": [0.1], "n": 0}
+    _png_ok(plots.coverage_figure({"model": {t: empty_cov for t in TARGETS}}))
+    _png_ok(plots.pit_figure({"model": {t: {"n": 0} for t in TARGETS}}))
+    _png_ok(plots.mass_bin_figure({"model": {}}))
+    _png_ok(plots.error_vs_std_figure({t: nan for t in TARGETS}, {t: nan for t in TARGETS}))
+    rng = np.random.default_rng(5)
+    _png_ok(plots.umap_kde_figure({"a": rng.normal(size=(3, 2)), "b": rng.normal(size=(4, 2))},
+                                  None))
