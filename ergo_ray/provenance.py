@@ -38,6 +38,34 @@ def _git_sha() -> str:
     return res.stdout.strip() or "unknown"
 
 
+_SECRET_KEYS = ("key", "secret", "token", "password")
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """Mask credential values in command-line arguments (``--set storage.secret=...``).
+
+    Parameters
+    ----------
+    argv : list of str
+        Arguments as given.
+
+    Returns
+    -------
+    list of str
+        The same arguments with the value of every ``*.key=``, ``*.secret=``, ``*token*=`` or
+        ``*password*=`` setting replaced by ``***``, and user-info removed from URLs.
+    """
+    out = []
+    for arg in argv:
+        name, eq, _value = arg.partition("=")
+        leaf = name.rsplit(".", 1)[-1].lower()
+        if eq and any(k in leaf for k in _SECRET_KEYS):
+            out.append(f"{name}=***")
+        else:
+            out.append(storage.redact(arg))
+    return out
+
+
 def write(run_url: str, cfg: RunConfig, stage: str, argv: list[str] | None = None) -> None:
     """Write ``_meta/{config.yaml, versions.json}`` under an output URL.
 
@@ -54,7 +82,8 @@ def write(run_url: str, cfg: RunConfig, stage: str, argv: list[str] | None = Non
     """
     meta = storage.join(run_url, "_meta")
     storage.write_bytes(storage.join(meta, "config.yaml"), resolved_yaml(cfg).encode(), cfg.storage)
-    info = {"stage": stage, "argv": argv or [], "git": _git_sha(), "versions": versions()}
+    info = {"stage": stage, "argv": redact_argv(argv or []), "git": _git_sha(),
+            "versions": versions()}
     storage.write_bytes(
         storage.join(meta, "versions.json"), json.dumps(info, indent=2).encode(), cfg.storage
     )
