@@ -716,11 +716,9 @@ def fit_nnclr(
     config |= dict(extra_config or {})
     datasets = build_datasets(inputs, cfg.storage, domain_mix=cfg.clr.domain_mix,
                               monitor_rows=cfg.clr.monitor_rows, seed=cfg.seed)
-    fs, path = st.arrow_fs(out, cfg.storage)
-    st.makedirs(out, cfg.storage)
+    fs, path = _train_storage(out, cfg.storage)
     run_config = ray.train.RunConfig(
-        name=RUN_NAME, storage_path=path,
-        storage_filesystem=fs if st.locate(out).scheme != "file" else None,
+        name=RUN_NAME, storage_path=path, storage_filesystem=fs,
         failure_config=ray.train.FailureConfig(max_failures=2),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
     )
@@ -752,6 +750,25 @@ def fit_nnclr(
     history = ckpt.read_metrics(st.join(out, ckpt.METRICS_FILE), cfg.storage)
     return {"epochs": int(state["epoch"]) + 1, "metrics": history[-1] if history else {},
             "encoder": encoder_url, "checkpoint": result.checkpoint.path}
+
+
+def _train_storage(out: str, storage: StorageConfig | None) -> tuple[Any, str]:
+    """Ray Train's ``storage_filesystem`` and ``storage_path`` for an output URL.
+
+    Local folders need no filesystem. For S3 the s3fs client is handed to Ray as a pyarrow
+    ``PyFileSystem``: pyarrow's native S3 client always completes uploads as multipart,
+    which S3-compatible servers do not all answer as pyarrow expects (moto 5.2, the
+    loopback test server, fails every upload: getmoto/moto#10055), while s3fs uses a
+    single PUT for small objects and botocore's handling otherwise.
+    """
+    import pyarrow.fs as pafs
+
+    loc = st.locate(out)
+    if loc.scheme == "file":
+        st.makedirs(out)
+        return None, loc.path
+    fs, path = st.fsspec_fs(out, storage)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 def _root_cause(err: BaseException) -> BaseException:
