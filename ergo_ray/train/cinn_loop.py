@@ -190,9 +190,11 @@ def fit_cinn(
         st_["history"].append(metrics)
         if on_epoch is not None:
             full = {"format": _STATE_FORMAT, "arch": arch.to_dict(),
-                    "model": {k_: v.detach().cpu() for k_, v in model.state_dict().items()},
-                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    **{k_: v for k_, v in st_.items()}}
+                    "model": {k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()},
+                    "optimizer": copy.deepcopy(opt.state_dict()),
+                    "scheduler": copy.deepcopy(sched.state_dict()),
+                    **{k_: v for k_, v in st_.items() if k_ != "history"},
+                    "history": [dict(h) for h in st_["history"]]}
             on_epoch(metrics, full)
     if st_["best_state"] is not None:
         model.load_state_dict(st_["best_state"])

@@ -33,7 +33,7 @@ import pyarrow as pa
 from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
 from ergo_ray.infer import bundle as bd
 from ergo_ray.infer.embedding import embed_dataset, read_representations, representation_matrix
-from ergo_ray.infer.ood_score import build_reference
+from ergo_ray.infer.ood_score import OodReference, build_reference
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["BASELINE_INPUTS", "train_cinn"]
+__all__ = ["BASELINE_INPUTS", "bundle_files", "train_cinn"]
 
 #: Condition of the baseline cINN.
 BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
@@ -257,19 +257,53 @@ def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: Ru
                           max_holdout=cfg.ood.max_per_set, fallback_holdout=reps[va])
     metrics["ood"] = {"n_reference": len(ood.reference), "k": ood.k, "metric": ood.metric,
                       "norm": ood.norm}
-    transforms = {"targets": transform.to_dict(), "input_size": size, "rep_dim": rep_dim,
+    files_out.update(bundle_files(
+        transform=transform, run_cfg=run_cfg, ood=ood, metrics=metrics, input_size=size,
+        rep_dim=rep_dim, baseline_scaler=base_scaler))
+    return bd.write_bundle(out_url, files_out, storage)
+
+
+def bundle_files(*, transform: TargetTransform, run_cfg: RunConfig, ood: OodReference,
+                 metrics: dict[str, Any], input_size: int, rep_dim: int,
+                 baseline_scaler: Standardizer | None = None) -> dict[str, bytes]:
+    """The bundle's metadata files (everything but the weights).
+
+    Parameters
+    ----------
+    transform : TargetTransform
+        Fitted target transform.
+    run_cfg : RunConfig
+        Resolved configuration, with the ``preprocess`` section of the training stamps.
+    ood : OodReference
+        OOD reference set and calibration.
+    metrics : dict
+        Test-split metrics (``metrics.json``; non-finite values become null).
+    input_size : int
+        Stamp side S.
+    rep_dim : int
+        Representation length.
+    baseline_scaler : Standardizer, optional
+        Condition scaler of the baseline, when ``baseline.pt`` is written.
+
+    Returns
+    -------
+    dict of str to bytes
+        ``transforms.json``, ``config.yaml``, ``reference.npy``, ``reference_kdist.npy``
+        and ``metrics.json``.
+    """
+    transforms = {"targets": transform.to_dict(), "input_size": int(input_size),
+                  "rep_dim": int(rep_dim),
                   "preprocess": run_cfg.preprocess.model_dump(mode="json"),
-                  "baseline_inputs": list(BASELINE_INPUTS) if baseline else None,
-                  "baseline_condition": base_scaler.to_dict() if base_scaler else None,
+                  "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
+                  "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,
                   "ood": ood.to_dict()}
-    files_out.update({
+    return {
         "transforms.json": json.dumps(transforms, indent=2).encode(),
         "config.yaml": bd.bundle_config(run_cfg).encode(),
         "reference.npy": bd.npy_bytes(ood.reference.astype(np.float32)),
         "reference_kdist.npy": bd.npy_bytes(ood.self_kdist.astype(np.float64)),
         "metrics.json": json.dumps(_jsonable(metrics), indent=2, allow_nan=False).encode(),
-    })
-    return bd.write_bundle(out_url, files_out, storage)
+    }
 
 
 def _finite(v: Any) -> float | None:

@@ -1,0 +1,53 @@
+"""Per-galaxy OOD score against a bundle's reference representations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ergo_ray.errors import InputError
+from ergo_ray.infer.knn import kth_neighbour_distance
+from ergo_ray.infer.ood_score import OodReference, build_reference
+
+
+def _reps(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 12)) * np.linspace(0.5, 3, 12) + shift
+    return x.astype(np.float32)
+
+
+def test_calibrated_on_training_domain():
+    ref = build_reference(_reps(3000, 0), n_reference=1000, k=8, metric="l1")
+    assert len(ref.reference) == 1000
+    inside = ref.score(_reps(2000, 1))
+    assert 0.02 < (inside > 1).mean() < 0.09
+    far = ref.score(_reps(500, 2, shift=4.0))
+    assert (far > 1).mean() > 0.95 and np.median(far) > 2 * np.median(inside)
+
+
+def test_score_formula():
+    ref = build_reference(_reps(400, 3), n_reference=200, k=4, metric="l2")
+    q = _reps(5, 4)
+    std = (q - ref.mean) / ref.scale
+    rstd = (ref.reference - ref.mean) / ref.scale
+    d, nn = kth_neighbour_distance(std, rstd, 4, metric="l2", return_index=True)
+    self_k = kth_neighbour_distance(rstd, rstd, 4, metric="l2", exclude_self=True)
+    assert np.allclose(ref.raw_score(q), d / self_k[nn], rtol=1e-4)
+    assert np.allclose(ref.score(q), ref.raw_score(q) / ref.norm)
+
+
+def test_round_trip_and_bad_rows():
+    ref = build_reference(_reps(300, 5), n_reference=100, k=3)
+    again = OodReference.from_parts(ref.to_dict(), ref.reference, ref.self_kdist)
+    q = _reps(10, 6)
+    q[2] = np.nan
+    a, b = ref.score(q), again.score(q)
+    assert np.isnan(a[2]) and np.allclose(np.delete(a, 2), np.delete(b, 2))
+
+
+def test_small_training_set_uses_fallback_holdout():
+    ref = build_reference(_reps(20, 7), n_reference=32, k=8, fallback_holdout=_reps(30, 8))
+    assert len(ref.reference) == 11  # k + 1 training reps kept out for calibration
+    assert ref.norm > 0
+    with pytest.raises(InputError, match="at least"):
+        build_reference(_reps(5, 9), n_reference=32, k=8)
