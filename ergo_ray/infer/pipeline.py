@@ -71,6 +71,8 @@ log = logging.getLogger("ergo_ray")
 READER_CPUS = {"raw": 1.0, "prepared": 0.25}
 #: ``prepare_image`` settings taken from the bundle for raw input (besides ``size``).
 PREPARE_KEYS = ("crop_factor", "stretch", "central_box_px", "detect_nsigma", "min_area_px")
+#: Part metadata that describes one unit, dropped from the merged file.
+PART_ONLY_META = (b"ergo_ray.unit", b"ergo_ray.source", b"ergo_ray.rows", b"ergo_ray.errors")
 #: Concurrent part writes on the driver.
 WRITE_THREADS = 4
 
@@ -403,6 +405,7 @@ class UnitCollector:
             t = self.schema.empty_table()
         n_err = int(pc.sum(pc.equal(t.column("status"), "error")).as_py() or 0) if len(t) else 0
         meta = part_metadata(self.schema.metadata or {}, unit, t.num_rows, n_err)
+        meta.update(string_lengths([t]))
         table = t.cast(self.schema).replace_schema_metadata(meta)
         fut = self._pool.submit(self._write, unit, table)
         self._futures.add(fut)
@@ -635,25 +638,48 @@ def _first_error(manifest: Manifest, storage_cfg: StorageConfig | None) -> str |
     return None
 
 
+def string_lengths(tables: Iterable[pa.Table]) -> dict[bytes, bytes]:
+    """Return astropy's ``table::len::<column>`` metadata for the string columns.
+
+    ``astropy.table.Table.read(..., format="parquet")`` needs the width of every string
+    column; without it, it scans the values and fails on nulls (``error`` is null on
+    ``ok`` rows).
+    """
+    widths: dict[str, int] = {}
+    for t in tables:
+        for f in t.schema:
+            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+                m = pc.max(pc.utf8_length(t.column(f.name))).as_py() if t.num_rows else None
+                widths[f.name] = max(widths.get(f.name, 1), int(m or 1))
+    return {f"table::len::{k}".encode(): str(v).encode() for k, v in widths.items()}
+
+
 def merge_parts(manifest: Manifest, storage_cfg: StorageConfig | None) -> str:
     """Write every part, in manifest order, into one ``OUT/catalog.parquet``.
+
+    Two passes over the parts: the string widths (for astropy) first, then the rows,
+    streamed one part at a time.
 
     Returns
     -------
     str
         The merged file's URL.
     """
+    fs, _ = storage.arrow_fs(manifest.layout.parts, storage_cfg)
+    paths = [storage.locate(manifest.layout.part(u.key)).path for u in manifest.units]
+    strings = [f.name for f in pq.read_schema(paths[0], filesystem=fs)
+               if pa.types.is_string(f.type)] if paths else []
+    widths = string_lengths(pq.read_table(p, filesystem=fs, columns=strings) for p in paths)
     url = manifest.layout.merged
     writer: pq.ParquetWriter | None = None
     with storage.open_write(url, storage_cfg) as fh:
-        for t in _part_tables(manifest, storage_cfg):
+        for path in paths:
+            t = pq.read_table(path, filesystem=fs)
             if writer is None:
-                md = dict(t.schema.metadata or {})
-                for k in (b"ergo_ray.unit", b"ergo_ray.source", b"ergo_ray.rows",
-                          b"ergo_ray.errors"):
-                    md.pop(k, None)
-                schema = t.schema.with_metadata(md)
-                writer = pq.ParquetWriter(fh, schema, compression="zstd")
+                md = {k: v for k, v in (t.schema.metadata or {}).items()
+                      if k not in PART_ONLY_META and not k.startswith(b"table::len::")}
+                md.update(widths)
+                writer = pq.ParquetWriter(fh, t.schema.with_metadata(md), compression="zstd")
             writer.write_table(t.cast(writer.schema))
         if writer is not None:
             writer.close()
