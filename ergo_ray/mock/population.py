@@ -12,9 +12,57 @@ Everything is drawn from ``numpy.random.default_rng([domain_code, seed, index])`
 ``default_rng([domain_code, seed, index, 1 + projection])`` (per view), so a galaxy is the same in
 every process and every projection of it shares its truth.
 
-Oracle and floor
-----------------
-See :data:`ORACLE_FIGURES` (filled in from ``bench/bench_mock.py --oracle``).
+The recipe, step by step
+------------------------
+1. z ~ U(0.1, 0.4), snapped to the nearest TNG snapshot (72–91) for the simulation domains;
+   ``snap`` is that snapshot for every domain.
+2. log M★: ``balanced`` U(9.5, 11.8) (``tng50``: density ∝ 10^(−0.45 (log M − 9.5)));
+   ``population`` Baldry+12 double Schechter on [9.5, 12] with a floor above 11.5
+   (``tng50``: M* − 0.3 dex).
+3. P(ETG) = σ((log M − 10.6)/0.3).
+4. logit f_ex ~ N(logit f_med(M) ± 0.5 (ETG/LTG) + domain shift, 0.8),
+   f_med = 0.02 + 0.83 σ((log M − 11.3)/0.35).
+5. Major mergers: inhomogeneous Poisson process back to z = 3 with the RG15 rate ×
+   (f_ex/f_med)^0.5; t_LMM = the most recent one, log M_LMM = log M − U(0, log 4) − 0.1 t_LMM;
+   none → NaN. A companion is drawn for an ongoing merger (next one within 0.5 Gyr, or the last
+   within 0.2 Gyr).
+6. Sizes: van der Wel+14 relations with z evolution, 0.15 dex scatter (skewed small for LTGs),
+   + 0.1 (logit f_ex − its domain/type mean), domain shifts; then a soft cap
+   R_e → R_e / (1 + (R_e/0.95″)³)^(1/3) (keeps the ranking) so that a 4 × R90 crop fits the
+   stamp for most galaxies (see "Crop fit" below).
+7. Structure: ETG Sérsic n ≈ 3.9 + 0.45 Δlogit f_ex ± 0.6 (quantised to 0.1, truncated at
+   8 R_e); LTG exponential disk + bulge (n ≈ 2.8 + 0.3 Δlogit ± 0.7, R_b = 0.3–0.5 R_e) with
+   B/T = 0.15 + 0.55 σ((log M − 10.6)/0.4) + 0.2 f_ex (± 0.05) and star-forming knots.
+8. Photometry: Taylor+11 M/L with (g−i)_rest 1.1/0.7 (± 0.08 mag), CWW E/Sbc/Scd observed
+   colours through the HSC filters (± 0.05 mag), no evolution.
+9. Merger signatures: accreted halo (Sérsic n = 1.5, 2.5–3.5 R_e, ≤ 3″, q 0.7–0.95) with light
+   fraction 0.45 f_ex × 10^N(0, 0.3) (≤ 0.6), off-centre by 0.1–0.3 R_e after a recent merger;
+   tidal tails or shells (ETGs) after a major merger within 2 τ (flux U(0.06, 0.16) F
+   exp(−t_LMM/τ), τ = 1 Gyr), thin streams after minor accretion with probability
+   ∝ (f_ex/f_med)^0.5; every feature dimmed by a projection factor U(0.35, 1).
+
+Oracle and floor (``python bench/bench_mock.py --only oracle``; tng100, balanced)
+-----------------------------------------------------------------------------
+20,000 galaxies (projection 0), split on the index (= ``root_id``) into halves; a
+``HistGradientBoostingRegressor`` predicting the ex-situ fraction:
+
+================================  ======  =================
+features                          RMSE    within ±0.1
+================================  ======  =================
+all ``struct_*`` + log M, z, type  0.077   0.83  (oracle)
+log M, z only                      0.130   0.67  (floor)
+================================  ======  =================
+
+The oracle is the ceiling an ideal measurement of the image could reach (mock-universe.md);
+it sits at the low end of the published 0.07–0.10. Its leading features are log M, the Sérsic
+index, the halo light fraction and the size.
+
+Crop fit
+--------
+Fraction of galaxies whose 4 × R90 (Petrosian R90 measured by ``prepare`` on the noisy r band)
+fits inside the stamp, tng100 balanced: see ``bench_mock.py --only cropfit`` (≈ 0.99 at
+128 px; ≈ 0.75 at 64 px, where the most massive, halo-dominated galaxies overflow and
+``prepare`` keeps the whole stamp).
 """
 
 from __future__ import annotations
