@@ -296,6 +296,7 @@ def build_datasets(
     domain_mix: Mapping[str, float] | None = None,
     monitor_rows: int = 2000,
     seed: int = 0,
+    materialize_samples: bool = True,
 ) -> dict[str, ray.data.Dataset]:
     """Build the ``train``, ``val`` and ``monitor`` Ray datasets (see the module docstring).
 
@@ -311,11 +312,14 @@ def build_datasets(
         Rows sampled for ``val`` and for ``monitor`` (each).
     seed : int
         Seed of the file shuffle and of the samples.
+    materialize_samples : bool
+        Read ``val`` and ``monitor`` once now (they are small and iterated every epoch);
+        otherwise every dataset stays lazy.
 
     Returns
     -------
     dict of str to ray.data.Dataset
-        Lazy datasets; nothing is read until they are iterated.
+        ``train`` is lazy and streams from storage on every pass.
 
     Raises
     ------
@@ -375,6 +379,9 @@ def build_datasets(
         val_ds = val_ds.random_sample(frac_val, seed=seed + 7)
     if frac_ref < 1.0:
         ref_ds = ref_ds.random_sample(frac_ref, seed=seed + 11)
+    if materialize_samples:
+        # Small fixed samples read every epoch: read them once into the object store.
+        val_ds, ref_ds = val_ds.materialize(), ref_ds.materialize()
     return {"train": _union(train_parts), "val": val_ds, "monitor": ref_ds}
 
 
