@@ -22,6 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +70,8 @@ class LocalCluster:
     env: dict[str, str]
     sessions: list[int] = field(default_factory=list)
     temp_dirs: list[Path] = field(default_factory=list)
+    #: (submission id, seconds from submit to the end of the job) of every job.
+    timings: list[tuple[str, float]] = field(default_factory=list)
 
     # -- processes ---------------------------------------------------------------------
     def processes(self) -> list[int]:
@@ -114,16 +119,28 @@ class LocalCluster:
             msg = f"ray start {' '.join(args)} failed:\n{out[-3000:]}"
             raise RuntimeError(msg)
 
-    def state(self, resource: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """``ray list <resource>`` from the state API, as JSON with details."""
-        return self.ray("list", resource, "--address", self.dashboard_url,
-                        "--format", "json", "--detail", *args)
+    def api(self, path: str, query: list[tuple[str, str]] | None = None) -> dict:
+        """GET the dashboard's REST API (Jobs, state) with the cluster's token."""
+        url = f"{self.dashboard_url}{path}"
+        if query:
+            url += f"?{urllib.parse.urlencode(query)}"
+        req = urllib.request.Request(
+            url, headers={"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    def state(self, resource: str, **filters: str) -> list[dict]:
+        """``/api/v0/<resource>`` of the state API (what ``ray list`` shows)."""
+        query = [("detail", "1"), ("limit", "10000")]
+        for key, value in filters.items():
+            query += [("filter_keys", key), ("filter_predicates", "="),
+                      ("filter_values", value)]
+        body = self.api(f"/api/v0/{resource}", query)
+        return list(body["data"]["result"]["result"])
 
     def nodes(self) -> list[dict]:
-        """Alive nodes with their resources, from the state API."""
-        r = self.state("nodes", "--filter", "state=ALIVE")
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
+        """Alive nodes with their resources."""
+        return self.state("nodes", state="ALIVE")
 
     def submit(self, script: str, *args: str, env_vars: dict[str, str] | None = None,
                timeout: float = 420) -> str:
@@ -134,11 +151,13 @@ class LocalCluster:
         if env_vars:
             cmd += ["--runtime-env-json", json.dumps({"env_vars": env_vars})]
         cmd += ["--", "python", script, *args]
+        t0 = time.monotonic()
         try:
             r = self.ray(*cmd, timeout=timeout)
         except subprocess.TimeoutExpired:
             self.ray("job", "stop", "--address", self.dashboard_url, sid)
             raise
+        self.timings.append((sid, time.monotonic() - t0))
         job = self.job(sid)
         assert r.returncode == 0 and job["status"] == "SUCCEEDED", (
             f"job {sid}: {job['status']} (rc {r.returncode}): {job.get('message')}\n"
@@ -146,19 +165,12 @@ class LocalCluster:
         return sid
 
     def job(self, submission_id: str) -> dict:
-        """The state API's record of a submitted job (status, Ray job id, ...)."""
-        r = self.state("jobs", "--filter", f"submission_id={submission_id}")
-        assert r.returncode == 0, r.stderr
-        jobs = json.loads(r.stdout)
-        assert len(jobs) == 1, jobs
-        return jobs[0]
+        """The Jobs API's record of a submitted job (status, Ray job id, ...)."""
+        return self.api(f"/api/jobs/{submission_id}")
 
     def job_actors(self, submission_id: str) -> list[dict]:
         """Every actor (alive or dead) the job created, with the node it ran on."""
-        job_id = self.job(submission_id)["job_id"]
-        r = self.state("actors", "--limit", "10000", "--filter", f"job_id={job_id}")
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
+        return self.state("actors", job_id=self.job(submission_id)["job_id"])
 
 
 def _cluster_env() -> dict[str, str]:
@@ -204,7 +216,10 @@ def _start_cluster() -> LocalCluster:
             f"--address={cluster.gcs_address}", f"--temp-dir={worker_tmp}",
             '--resources={"worker_node": 1}', *common()])
         deadline = time.monotonic() + 60
-        while len(cluster.nodes()) < 2:
+        while True:
+            with contextlib.suppress(OSError):  # the dashboard may still be starting
+                if len(cluster.nodes()) == 2:
+                    break
             if time.monotonic() > deadline:
                 raise RuntimeError("the worker node did not join the head")
             time.sleep(1)
@@ -233,6 +248,8 @@ def ray_cluster(s3_endpoint):
         yield cluster
     finally:
         cluster.stop()
+        jobs = ", ".join(f"{sid} {t:.0f} s" for sid, t in cluster.timings)
+        print(f"\ncluster jobs: {jobs}")
 
 
 def test_cluster_has_two_nodes_with_own_resources_and_requires_the_token(ray_cluster):
@@ -241,13 +258,14 @@ def test_cluster_has_two_nodes_with_own_resources_and_requires_the_token(ray_clu
                    if k in ("head_node", "worker_node"))
     assert kinds == ["head_node", "worker_node"]
     assert all(n["resources_total"]["CPU"] == 2 for n in nodes)
-    anonymous = {k: v for k, v in ray_cluster.env.items()
-                 if not k.startswith("RAY_AUTH")}
-    anonymous["RAY_AUTH_MODE"] = "disabled"
-    r = subprocess.run([RAY, "job", "list", "--address", ray_cluster.dashboard_url],
-                       env=anonymous, capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0
-    assert "token" in (r.stdout + r.stderr).lower()
+    # The Jobs API refuses a request without the token, and one with a wrong token.
+    for headers in ({}, {"Authorization": "Bearer " + "0" * 64}):
+        req = urllib.request.Request(f"{ray_cluster.dashboard_url}/api/jobs/",
+                                     headers=headers)
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=60)
+        assert err.value.code in (401, 403)
+    assert isinstance(ray_cluster.api("/api/jobs/"), list)
 
 
 # ------------------------------------------------------------------ the pipeline
