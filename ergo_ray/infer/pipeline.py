@@ -67,8 +67,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-#: CPUs reserved by one reader task: raw input runs the preprocessing, prepared input only reads.
-READER_CPUS = {"raw": 1.0, "prepared": 0.25}
+#: CPUs reserved by one reader task. Raw input runs the preprocessing; prepared input only
+#: decodes Parquet, but a fraction would let Ray start several worker processes per core,
+#: which on a laptop costs more (process start-up, imports) than it overlaps.
+READER_CPUS = {"raw": 1.0, "prepared": 1.0}
 #: ``prepare_image`` settings taken from the bundle for raw input (besides ``size``).
 PREPARE_KEYS = ("crop_factor", "stretch", "central_box_px", "detect_nsigma", "min_area_px")
 #: Part metadata that describes one unit, dropped from the merged file.
