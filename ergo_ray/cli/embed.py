@@ -20,11 +20,21 @@ log = logging.getLogger("ergo_ray")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the stage's options."""
     p.add_argument("--model", required=True, metavar="URL", help="model bundle URL")
-    p.add_argument("--in", dest="input", required=True, metavar="URL",
-                   help="prepared shard folder (from prepare)")
+    p.add_argument(
+        "--in",
+        dest="input",
+        required=True,
+        metavar="URL",
+        help="prepared shard folder (from prepare)",
+    )
     p.add_argument("--out", required=True, metavar="URL", help="output folder")
-    p.add_argument("--gpus-per-actor", type=float, default=None, metavar="F",
-                   help="GPUs per actor (default: infer.gpus_per_actor)")
+    p.add_argument(
+        "--gpus-per-actor",
+        type=float,
+        default=None,
+        metavar="F",
+        help="GPUs per actor (default: infer.gpus_per_actor)",
+    )
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
@@ -34,11 +44,23 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     from ergo_ray.runtime import ensure_ray
 
     ensure_ray(cfg)
-    argv = ["embed", "--model", storage.redact(args.model), "--in", storage.redact(args.input),
-            "--out", storage.redact(args.out)]
+    argv = [
+        "embed",
+        "--model",
+        storage.redact(args.model),
+        "--in",
+        storage.redact(args.input),
+        "--out",
+        storage.redact(args.out),
+    ]
     provenance.write(args.out, cfg, "embed", argv)
-    n, model_id = embed_set(args.model, args.input, args.out, cfg,
-                            gpus_per_actor=args.gpus_per_actor)
-    log.info("embed: %d representations (model %s) written to %s", n, model_id,
-             storage.redact(args.out))
+    n, model_id = embed_set(
+        args.model, args.input, args.out, cfg, gpus_per_actor=args.gpus_per_actor
+    )
+    log.info(
+        "embed: %d representations (model %s) written to %s",
+        n,
+        model_id,
+        storage.redact(args.out),
+    )
     return 0

@@ -19,22 +19,49 @@ log = logging.getLogger("ergo_ray")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the stage's options."""
-    p.add_argument("--data", nargs="+", required=True, metavar="URL",
-                   help="prepared shard folders (from prepare); those with truth are used")
-    p.add_argument("--encoder", required=True, metavar="URL",
-                   help="train-nnclr output folder (or its encoder.pt)")
+    p.add_argument(
+        "--data",
+        nargs="+",
+        required=True,
+        metavar="URL",
+        help="prepared shard folders (from prepare); those with truth are used",
+    )
+    p.add_argument(
+        "--encoder",
+        required=True,
+        metavar="URL",
+        help="train-nnclr output folder (or its encoder.pt)",
+    )
     p.add_argument("--out", required=True, metavar="URL", help="model bundle folder")
-    p.add_argument("--workers", type=int, default=None,
-                   help="Ray Train workers (default: cluster.workers)")
-    p.add_argument("--gpu", action="store_true", default=None,
-                   help="train and embed on GPUs (default: cluster.use_gpu)")
-    p.add_argument("--baseline", action="store_true",
-                   help="also train the baseline cINN conditioned on (log_mstar, redshift)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="Ray Train workers (default: cluster.workers)",
+    )
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        default=None,
+        help="train and embed on GPUs (default: cluster.use_gpu)",
+    )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also train the baseline cINN conditioned on (log_mstar, redshift)",
+    )
 
 
 def _argv(args: argparse.Namespace) -> list[str]:
-    argv = ["train-cinn", "--data", *[storage.redact(u) for u in args.data],
-            "--encoder", storage.redact(args.encoder), "--out", storage.redact(args.out)]
+    argv = [
+        "train-cinn",
+        "--data",
+        *[storage.redact(u) for u in args.data],
+        "--encoder",
+        storage.redact(args.encoder),
+        "--out",
+        storage.redact(args.out),
+    ]
     if args.workers is not None:
         argv += ["--workers", str(args.workers)]
     if args.gpu:
@@ -55,7 +82,16 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     check_options(args.workers)
     ensure_ray(cfg)
     provenance.write(args.out, cfg, "train-cinn", _argv(args))
-    model_id = train_cinn(args.data, args.encoder, args.out, cfg, workers=args.workers,
-                          use_gpu=args.gpu, baseline=args.baseline)
-    log.info("train-cinn: model bundle %s written to %s", model_id, storage.redact(args.out))
+    model_id = train_cinn(
+        args.data,
+        args.encoder,
+        args.out,
+        cfg,
+        workers=args.workers,
+        use_gpu=args.gpu,
+        baseline=args.baseline,
+    )
+    log.info(
+        "train-cinn: model bundle %s written to %s", model_id, storage.redact(args.out)
+    )
     return 0

@@ -69,8 +69,15 @@ __all__ = [
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
-REQUIRED_FILES: tuple[str, ...] = ("encoder.pt", "cinn.pt", "transforms.json", "config.yaml",
-                                   "reference.npy", "reference_kdist.npy", "metrics.json")
+REQUIRED_FILES: tuple[str, ...] = (
+    "encoder.pt",
+    "cinn.pt",
+    "transforms.json",
+    "config.yaml",
+    "reference.npy",
+    "reference_kdist.npy",
+    "metrics.json",
+)
 OPTIONAL_FILES: tuple[str, ...] = ("baseline.pt",)
 #: ``format`` of an exported encoder (:mod:`ergo_ray.train.checkpoint`).
 ENCODER_FORMAT = "ergo_ray.encoder"
@@ -107,7 +114,9 @@ def _load_npy(data: bytes, name: str) -> np.ndarray:
         raise CheckpointError(msg) from err
 
 
-def encoder_from_bytes(data: bytes, source: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+def encoder_from_bytes(
+    data: bytes, source: str
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild an encoder from an ``encoder.pt`` written by ``train-nnclr``.
 
     The file format is that of :func:`ergo_ray.train.checkpoint.export_encoder`:
@@ -134,24 +143,32 @@ def encoder_from_bytes(data: bytes, source: str) -> tuple[torch.nn.Module, dict[
     from ergo_ray.models.encoder import build_encoder
 
     obj = _load_torch(data, source)
-    if not isinstance(obj, dict) or obj.get("format") != ENCODER_FORMAT or \
-            "state_dict" not in obj or "meta" not in obj:
+    if (
+        not isinstance(obj, dict)
+        or obj.get("format") != ENCODER_FORMAT
+        or "state_dict" not in obj
+        or "meta" not in obj
+    ):
         msg = f"{source}: not an ergo_ray encoder file"
         raise CheckpointError(msg)
     meta = dict(obj["meta"])
     try:
         clr = meta["clr"]
-        enc = build_encoder(clr["widths"], clr["blocks"], int(meta["rep_dim"]),
-                            int(meta["in_size"]))
+        enc = build_encoder(
+            clr["widths"], clr["blocks"], int(meta["rep_dim"]), int(meta["in_size"])
+        )
         enc.load_state_dict(obj["state_dict"], strict=True)
     except (KeyError, RuntimeError, ValueError, TypeError) as err:
-        msg = f"{source}: encoder weights do not match their recorded architecture: {err}"
+        msg = (
+            f"{source}: encoder weights do not match their recorded architecture: {err}"
+        )
         raise CheckpointError(msg) from err
     return enc.eval(), meta
 
 
-def load_encoder_file(url: str, storage: StorageConfig | None = None,
-                      sha256: str | None = None) -> torch.nn.Module:
+def load_encoder_file(
+    url: str, storage: StorageConfig | None = None, sha256: str | None = None
+) -> torch.nn.Module:
     """Load an ``encoder.pt`` (a ``train-nnclr`` output's or a bundle's), checking its digest.
 
     Parameters
@@ -170,8 +187,10 @@ def load_encoder_file(url: str, storage: StorageConfig | None = None,
     """
     data = st.read_bytes(url, storage)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        msg = f"{st.redact(url)}: sha256 does not match the expected digest; the file was " \
-              f"modified or corrupted"
+        msg = (
+            f"{st.redact(url)}: sha256 does not match the expected digest; the file was "
+            f"modified or corrupted"
+        )
         raise CheckpointError(msg)
     return encoder_from_bytes(data, st.redact(url))[0]
 
@@ -182,8 +201,9 @@ def _model_id(digests: Mapping[str, str]) -> str:
     return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 
-def write_bundle(url: str, files: Mapping[str, bytes], storage: StorageConfig | None = None
-                 ) -> str:
+def write_bundle(
+    url: str, files: Mapping[str, bytes], storage: StorageConfig | None = None
+) -> str:
     """Write the bundle's files, then its manifest (last, so a bundle is complete or absent).
 
     Parameters
@@ -213,15 +233,24 @@ def write_bundle(url: str, files: Mapping[str, bytes], storage: StorageConfig | 
         digests[name] = hashlib.sha256(data).hexdigest()
         sizes[name] = len(data)
     model_id = _model_id(digests)
-    manifest = {"format": BUNDLE_FORMAT, "model_id": model_id, "ergo_ray_version": __version__,
-                "files": {n: {"sha256": digests[n], "bytes": sizes[n]} for n in sorted(digests)}}
-    st.write_bytes(st.join(url, MANIFEST), json.dumps(manifest, indent=2).encode(), storage)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "model_id": model_id,
+        "ergo_ray_version": __version__,
+        "files": {
+            n: {"sha256": digests[n], "bytes": sizes[n]} for n in sorted(digests)
+        },
+    }
+    st.write_bytes(
+        st.join(url, MANIFEST), json.dumps(manifest, indent=2).encode(), storage
+    )
     log.info("model bundle %s written to %s", model_id, st.redact(url))
     return model_id
 
 
-def read_verified(url: str, storage: StorageConfig | None = None,
-                  names: tuple[str, ...] | None = None) -> tuple[dict[str, Any], dict[str, bytes]]:
+def read_verified(
+    url: str, storage: StorageConfig | None = None, names: tuple[str, ...] | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Read a bundle's manifest and files, checking every sha256.
 
     Parameters
@@ -258,16 +287,20 @@ def read_verified(url: str, storage: StorageConfig | None = None,
         msg = f"{where}/{MANIFEST}: malformed manifest: {err}"
         raise CheckpointError(msg) from err
     if manifest.get("format") != BUNDLE_FORMAT:
-        msg = f"{where}: bundle format {manifest.get('format')!r} is not supported " \
-              f"(this version reads format {BUNDLE_FORMAT})"
+        msg = (
+            f"{where}: bundle format {manifest.get('format')!r} is not supported "
+            f"(this version reads format {BUNDLE_FORMAT})"
+        )
         raise CheckpointError(msg)
     missing = [f for f in REQUIRED_FILES if f not in entries]
     if missing:
         msg = f"{where}: the manifest lacks required files {missing}"
         raise CheckpointError(msg)
     if _model_id(entries) != manifest.get("model_id"):
-        msg = f"{where}/{MANIFEST}: model_id does not match the file digests; the manifest " \
-              f"was modified"
+        msg = (
+            f"{where}/{MANIFEST}: model_id does not match the file digests; the manifest "
+            f"was modified"
+        )
         raise CheckpointError(msg)
     out: dict[str, bytes] = {}
     for name in names or tuple(entries):
@@ -280,9 +313,11 @@ def read_verified(url: str, storage: StorageConfig | None = None,
             raise CheckpointError(msg) from err
         got = hashlib.sha256(data).hexdigest()
         if got != entries[name]:
-            msg = f"{where}/{name}: sha256 {got[:12]}… does not match the manifest " \
-                  f"({entries[name][:12]}…); the file was modified or corrupted — refusing " \
-                  f"to load this bundle"
+            msg = (
+                f"{where}/{name}: sha256 {got[:12]}… does not match the manifest "
+                f"({entries[name][:12]}…); the file was modified or corrupted — refusing "
+                f"to load this bundle"
+            )
             raise CheckpointError(msg)
         out[name] = data
     return manifest, out
@@ -312,8 +347,13 @@ class ModelBundle:
         Whether the (log M*, z) baseline is present.
     """
 
-    def __init__(self, url: str, manifest: Mapping[str, Any], files: Mapping[str, bytes],
-                 device: torch.device) -> None:
+    def __init__(
+        self,
+        url: str,
+        manifest: Mapping[str, Any],
+        files: Mapping[str, bytes],
+        device: torch.device,
+    ) -> None:
         from ergo_ray.config.schema import RunConfig
 
         self.url = url
@@ -321,7 +361,8 @@ class ModelBundle:
         self.device = device
         try:
             self.config: RunConfig = RunConfig.model_validate(
-                yaml.safe_load(files["config.yaml"]) or {})
+                yaml.safe_load(files["config.yaml"]) or {}
+            )
             tr = json.loads(files["transforms.json"])
             self.metrics: dict[str, Any] = json.loads(files["metrics.json"])
             self.transform = TargetTransform.from_dict(tr["targets"])
@@ -329,22 +370,35 @@ class ModelBundle:
             self.rep_dim = int(tr["rep_dim"])
             self.preprocess: dict[str, Any] = dict(tr.get("preprocess") or {})
             self.ood = OodReference.from_parts(
-                tr["ood"], _load_npy(files["reference.npy"], "reference.npy"),
-                _load_npy(files["reference_kdist.npy"], "reference_kdist.npy"))
+                tr["ood"],
+                _load_npy(files["reference.npy"], "reference.npy"),
+                _load_npy(files["reference_kdist.npy"], "reference_kdist.npy"),
+            )
             base_scaler = tr.get("baseline_condition")
         except CheckpointError:
             raise
         except Exception as err:
             msg = f"{st.redact(url)}: bundle metadata is invalid: {err}"
             raise CheckpointError(msg) from err
-        encoder, self.encoder_meta = encoder_from_bytes(files["encoder.pt"], "encoder.pt")
+        encoder, self.encoder_meta = encoder_from_bytes(
+            files["encoder.pt"], "encoder.pt"
+        )
         self.encoder = encoder.to(device)
-        self.cinn = ConditionalINN.from_payload(_load_torch(files["cinn.pt"], "cinn.pt")).to(device).eval()
+        self.cinn = (
+            ConditionalINN.from_payload(_load_torch(files["cinn.pt"], "cinn.pt"))
+            .to(device)
+            .eval()
+        )
         self.baseline: ConditionalINN | None = None
         self.baseline_scaler: Standardizer | None = None
         if "baseline.pt" in files and base_scaler:
-            self.baseline = ConditionalINN.from_payload(
-                _load_torch(files["baseline.pt"], "baseline.pt")).to(device).eval()
+            self.baseline = (
+                ConditionalINN.from_payload(
+                    _load_torch(files["baseline.pt"], "baseline.pt")
+                )
+                .to(device)
+                .eval()
+            )
             self.baseline_scaler = Standardizer.from_dict(base_scaler)
         self.batch_size = int(self.config.infer.batch_size)
         self.kde_grid = int(self.config.infer.kde_grid)
@@ -356,8 +410,10 @@ class ModelBundle:
         return self.baseline is not None
 
     def __repr__(self) -> str:
-        return (f"ModelBundle(model_id={self.model_id!r}, input_size={self.input_size}, "
-                f"device={self.device}, baseline={self.has_baseline})")
+        return (
+            f"ModelBundle(model_id={self.model_id!r}, input_size={self.input_size}, "
+            f"device={self.device}, baseline={self.has_baseline})"
+        )
 
     # ---------------------------------------------------------------- images
     def prepare(self, images: np.ndarray) -> np.ndarray:
@@ -371,14 +427,25 @@ class ModelBundle:
         from ergo_ray.io.cutout import Cutout
         from ergo_ray.preprocess import prepare_image
 
-        kw = {k: self.preprocess[k] for k in ("crop_factor", "stretch", "central_box_px",
-                                              "detect_nsigma", "min_area_px")
-              if k in self.preprocess}
+        kw = {
+            k: self.preprocess[k]
+            for k in (
+                "crop_factor",
+                "stretch",
+                "central_box_px",
+                "detect_nsigma",
+                "min_area_px",
+            )
+            if k in self.preprocess
+        }
         out = np.empty((len(images), 3, self.input_size, self.input_size), np.uint8)
         for i, img in enumerate(images):
             try:
-                out[i], _ = prepare_image(Cutout(np.asarray(img, np.float32), source=f"image {i}"),
-                                          size=self.input_size, **kw)
+                out[i], _ = prepare_image(
+                    Cutout(np.asarray(img, np.float32), source=f"image {i}"),
+                    size=self.input_size,
+                    **kw,
+                )
             except BadObjectError as err:
                 msg = f"image {i}: cannot be prepared: {err}"
                 raise BadObjectError(msg, object_id=str(i), reason=err.reason) from err
@@ -391,8 +458,10 @@ class ModelBundle:
             raise InputError(msg)
         if arr.dtype == np.uint8:
             if arr.shape[2:] != (self.input_size, self.input_size):
-                msg = f"prepared uint8 images must be (N, 3, {self.input_size}, " \
-                      f"{self.input_size}) for this bundle, got {arr.shape}"
+                msg = (
+                    f"prepared uint8 images must be (N, 3, {self.input_size}, "
+                    f"{self.input_size}) for this bundle, got {arr.shape}"
+                )
                 raise InputError(msg)
             return arr
         if arr.dtype.kind != "f":
@@ -400,7 +469,9 @@ class ModelBundle:
             raise InputError(msg)
         return self.prepare(arr)
 
-    def represent(self, images: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    def represent(
+        self, images: np.ndarray, batch_size: int | None = None
+    ) -> np.ndarray:
         """Representations of images.
 
         Parameters
@@ -423,11 +494,14 @@ class ModelBundle:
         amp = self.mixed_precision and self.device.type == "cuda"
         with torch.inference_mode():
             for start in range(0, len(prepared), bs):
-                x = torch.from_numpy(np.ascontiguousarray(prepared[start:start + bs]))
+                batch = np.require(
+                    prepared[start : start + bs], requirements=["C", "W"]
+                )
+                x = torch.from_numpy(batch)
                 x = x.to(self.device, non_blocking=True).float().div_(255.0)
                 with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
                     r = self.encoder(x)
-                out[start:start + bs] = r.float().cpu().numpy()
+                out[start : start + bs] = r.float().cpu().numpy()
         return out
 
     # ---------------------------------------------------------------- posterior
@@ -437,8 +511,10 @@ class ModelBundle:
             return self.represent(arr)
         if arr.ndim == 2 and arr.shape[1] == self.rep_dim:
             return arr.astype(np.float32, copy=False)
-        msg = f"expected images (N, 3, H, W) or representations (N, {self.rep_dim}), got " \
-              f"shape {arr.shape}"
+        msg = (
+            f"expected images (N, 3, H, W) or representations (N, {self.rep_dim}), got "
+            f"shape {arr.shape}"
+        )
         raise InputError(msg)
 
     def _seeds(self, n: int, seed: int, seeds: np.ndarray | None) -> np.ndarray:
@@ -450,21 +526,28 @@ class ModelBundle:
             raise InputError(msg)
         return s
 
-    def _sample(self, net: ConditionalINN, cond: np.ndarray, n_samples: int,
-                seeds: np.ndarray) -> np.ndarray:
+    def _sample(
+        self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
+    ) -> np.ndarray:
         n = len(cond)
         out = np.empty((n, n_samples, 3), np.float32)
         bad = ~np.isfinite(cond).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             msg = f"object {i}: non-finite condition (representation) — cannot sample"
-            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_representation")
+            raise BadObjectError(
+                msg, object_id=str(i), reason="nonfinite_representation"
+            )
         per = max(1, (1 << 18) // max(1, n_samples))
         with torch.inference_mode():
             for start in range(0, n, per):
                 sl = slice(start, start + per)
-                z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3)).to(self.device)
-                c = torch.from_numpy(np.ascontiguousarray(cond[sl], np.float32)).to(self.device)
+                z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3)).to(
+                    self.device
+                )
+                c = torch.from_numpy(np.require(cond[sl], np.float32, ["C", "W"])).to(
+                    self.device
+                )
                 x = self.transform.inverse(net.sample(c, z))
                 out[sl] = x.float().cpu().numpy()
         bad_rows = ~np.isfinite(out).all(axis=(1, 2))
@@ -474,8 +557,13 @@ class ModelBundle:
             raise BadObjectError(msg, object_id=str(i), reason="nonfinite_posterior")
         return out
 
-    def sample_posterior(self, images_or_reps: np.ndarray, n_samples: int | None = None,
-                         seed: int = 0, seeds: np.ndarray | None = None) -> np.ndarray:
+    def sample_posterior(
+        self,
+        images_or_reps: np.ndarray,
+        n_samples: int | None = None,
+        seed: int = 0,
+        seeds: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Posterior samples of the three targets.
 
         Parameters
@@ -501,9 +589,14 @@ class ModelBundle:
         n = int(n_samples or self.config.infer.n_samples)
         return self._sample(self.cinn, reps, n, self._seeds(len(reps), seed, seeds))
 
-    def baseline_sample(self, log_mstar: np.ndarray, redshift: np.ndarray,
-                        n_samples: int | None = None, seed: int = 0,
-                        seeds: np.ndarray | None = None) -> np.ndarray:
+    def baseline_sample(
+        self,
+        log_mstar: np.ndarray,
+        redshift: np.ndarray,
+        n_samples: int | None = None,
+        seed: int = 0,
+        seeds: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Posterior samples of the (log M*, z) baseline (same layout as :meth:`sample_posterior`).
 
         Raises
@@ -514,7 +607,9 @@ class ModelBundle:
         if self.baseline is None or self.baseline_scaler is None:
             msg = f"{st.redact(self.url)}: this bundle has no baseline (train-cinn --baseline)"
             raise CheckpointError(msg)
-        cond = np.stack([np.asarray(log_mstar, np.float64), np.asarray(redshift, np.float64)], 1)
+        cond = np.stack(
+            [np.asarray(log_mstar, np.float64), np.asarray(redshift, np.float64)], 1
+        )
         cond = np.asarray(self.baseline_scaler.forward(cond), np.float32)
         n = int(n_samples or self.config.infer.n_samples)
         return self._sample(self.baseline, cond, n, self._seeds(len(cond), seed, seeds))
@@ -525,12 +620,16 @@ class ModelBundle:
 
     def ood_score(self, reps: np.ndarray) -> np.ndarray:
         """Per-galaxy OOD score against the training domain (> 1: out of domain)."""
-        return self.ood.score(self._reps(reps) if np.asarray(reps).ndim == 4 else reps,
-                              device=self.device)
+        return self.ood.score(
+            self._reps(reps) if np.asarray(reps).ndim == 4 else reps, device=self.device
+        )
 
 
-def load_bundle(url: str, storage: StorageConfig | None = None,
-                device: str | torch.device | None = None) -> ModelBundle:
+def load_bundle(
+    url: str,
+    storage: StorageConfig | None = None,
+    device: str | torch.device | None = None,
+) -> ModelBundle:
     """Load and verify a model bundle.
 
     Parameters
@@ -552,14 +651,17 @@ def load_bundle(url: str, storage: StorageConfig | None = None,
     CheckpointError
         If the bundle is incomplete, a file fails its sha256 check, or the weights do not fit.
     """
-    dev = torch.device(device) if device else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     manifest, files = read_verified(url, storage)
     return ModelBundle(url, manifest, files, dev)
 
 
 def bundle_config(cfg: RunConfig) -> str:
-    """The resolved configuration as stored in ``config.yaml``."""
+    """Return the resolved configuration as stored in ``config.yaml``."""
     from ergo_ray.config.loader import resolved_yaml
 
     return resolved_yaml(cfg)

@@ -29,8 +29,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["REPRESENTATION", "Embedder", "embed_dataset", "embed_set", "read_representations",
-           "representation_matrix"]
+__all__ = [
+    "REPRESENTATION",
+    "Embedder",
+    "embed_dataset",
+    "embed_set",
+    "read_representations",
+    "representation_matrix",
+    "write_filesystem",
+]
 
 #: Name of the representation column.
 REPRESENTATION = "representation"
@@ -59,9 +66,16 @@ class Embedder:
         Torch intra-op threads on CPU.
     """
 
-    def __init__(self, encoder_url: str, storage_cfg: StorageConfig | None, image_size: int,
-                 sha256: str | None = None, batch_size: int = 256,
-                 mixed_precision: bool = True, threads: int = 1) -> None:
+    def __init__(
+        self,
+        encoder_url: str,
+        storage_cfg: StorageConfig | None,
+        image_size: int,
+        sha256: str | None = None,
+        batch_size: int = 256,
+        mixed_precision: bool = True,
+        threads: int = 1,
+    ) -> None:
         import torch
 
         from ergo_ray.infer.bundle import load_encoder_file
@@ -69,7 +83,9 @@ class Embedder:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, int(threads)))
-        self.encoder = load_encoder_file(encoder_url, storage_cfg, sha256).to(self.device)
+        self.encoder = load_encoder_file(encoder_url, storage_cfg, sha256).to(
+            self.device
+        )
         self.size = int(image_size)
         self.batch_size = int(batch_size)
         self.amp = bool(mixed_precision) and self.device.type == "cuda"
@@ -81,9 +97,12 @@ class Embedder:
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))
+                batch = images[start : start + self.batch_size]
+                x = torch.from_numpy(np.require(batch, requirements=["C", "W"]))
                 x = x.to(self.device, non_blocking=True).float().div_(255.0)
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                with torch.autocast(
+                    self.device.type, dtype=torch.float16, enabled=self.amp
+                ):
                     out.append(self.encoder(x).float().cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, 0), np.float32)
 
@@ -91,22 +110,35 @@ class Embedder:
         """Replace the ``image`` column of a pyarrow batch by ``representation``."""
         column = batch.column("image").combine_chunks()
         flat = column.flatten().to_numpy(zero_copy_only=False)
-        images = np.asarray(flat, np.uint8).reshape(len(column), 3, self.size, self.size)
+        images = np.asarray(flat, np.uint8).reshape(
+            len(column), 3, self.size, self.size
+        )
         reps = self.embed(images)
         keep = [c for c in batch.column_names if c not in _DROP]
         out = batch.select(keep)
         return out.append_column(
             REPRESENTATION,
-            pa.FixedSizeListArray.from_arrays(pa.array(reps.reshape(-1), pa.float32()),
-                                              reps.shape[1]))
+            pa.FixedSizeListArray.from_arrays(
+                pa.array(reps.reshape(-1), pa.float32()), reps.shape[1]
+            ),
+        )
 
 
-def embed_dataset(files: Sequence[str], encoder_url: str, *, image_size: int,
-                  storage: StorageConfig | None = None, sha256: str | None = None,
-                  domains: Sequence[str] | None = None, splits: Sequence[str] | None = None,
-                  batch_size: int = 256, actors: tuple[int, int] = (1, 1),
-                  num_cpus: float = 1.0, num_gpus: float = 0.0,
-                  mixed_precision: bool = True) -> ray.data.Dataset:
+def embed_dataset(
+    files: Sequence[str],
+    encoder_url: str,
+    *,
+    image_size: int,
+    storage: StorageConfig | None = None,
+    sha256: str | None = None,
+    domains: Sequence[str] | None = None,
+    splits: Sequence[str] | None = None,
+    batch_size: int = 256,
+    actors: tuple[int, int] = (1, 1),
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    mixed_precision: bool = True,
+) -> ray.data.Dataset:
     """Lazy Ray dataset of representations of prepared shards.
 
     Parameters
@@ -150,11 +182,15 @@ def embed_dataset(files: Sequence[str], encoder_url: str, *, image_size: int,
     lo, hi = actors
     return ds.map_batches(
         Embedder,
-        fn_constructor_kwargs={"encoder_url": encoder_url, "storage_cfg": storage,
-                               "image_size": int(image_size), "sha256": sha256,
-                               "batch_size": int(batch_size),
-                               "mixed_precision": mixed_precision,
-                               "threads": max(1, int(num_cpus))},
+        fn_constructor_kwargs={
+            "encoder_url": encoder_url,
+            "storage_cfg": storage,
+            "image_size": int(image_size),
+            "sha256": sha256,
+            "batch_size": int(batch_size),
+            "mixed_precision": mixed_precision,
+            "threads": max(1, int(num_cpus)),
+        },
         batch_size=int(batch_size),
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=int(lo), max_size=int(hi)),
@@ -162,6 +198,24 @@ def embed_dataset(files: Sequence[str], encoder_url: str, *, image_size: int,
         num_gpus=num_gpus,
         udf_modifying_row_count=False,
     )
+
+
+def write_filesystem(url: str, storage: StorageConfig | None = None) -> tuple[Any, str]:
+    """Return a pyarrow filesystem and path for Ray's writers (``write_parquet``, Train storage).
+
+    Local folders use pyarrow's local filesystem. For S3 the s3fs client is wrapped as a
+    pyarrow ``PyFileSystem``: pyarrow's own S3 client completes every upload as multipart,
+    which some S3-compatible servers (moto 5.2, the loopback test server) reject, while s3fs
+    uses a single PUT for small objects.
+    """
+    import pyarrow.fs as pafs
+
+    loc = st.locate(url)
+    if loc.scheme == "file":
+        st.makedirs(url, storage)
+        return pafs.LocalFileSystem(), loc.path
+    fs, path = st.fsspec_fs(url, storage)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 def read_representations(url: str, storage: StorageConfig | None = None) -> pa.Table:
@@ -192,15 +246,22 @@ def read_representations(url: str, storage: StorageConfig | None = None) -> pa.T
 
 
 def representation_matrix(table: pa.Table, column: str = REPRESENTATION) -> np.ndarray:
-    """The ``representation`` column as float32 (N, D)."""
+    """Return the ``representation`` column as float32 (N, D)."""
     arr: Any = table.column(column).combine_chunks()
     d = arr.type.list_size
-    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(-1, d)
+    return np.asarray(arr.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(
+        -1, d
+    )
 
 
-def embed_set(model_url: str, in_url: str, out_url: str, cfg: Any,
-              gpus_per_actor: float | None = None) -> tuple[int, str]:
-    """The ``embed`` stage: representations of a prepared set with a bundle's encoder.
+def embed_set(
+    model_url: str,
+    in_url: str,
+    out_url: str,
+    cfg: Any,
+    gpus_per_actor: float | None = None,
+) -> tuple[int, str]:
+    """Run the ``embed`` stage: representations of a prepared set with a bundle's encoder.
 
     Parameters
     ----------
@@ -234,31 +295,45 @@ def embed_set(model_url: str, in_url: str, out_url: str, cfg: Any,
     from ergo_ray.train.data import discover_inputs
 
     storage = cfg.storage
-    manifest, files = read_verified(model_url, storage, names=("encoder.pt", "transforms.json"))
+    manifest, files = read_verified(
+        model_url, storage, names=("encoder.pt", "transforms.json")
+    )
     size = int(json.loads(files["transforms.json"])["input_size"])
     sha = manifest["files"]["encoder.pt"]["sha256"]
     (inp,) = discover_inputs([in_url], storage)
     if inp.image_size != size:
-        msg = f"{st.redact(in_url)}: stamps are {inp.image_size} px but the model takes {size} px;" \
-              f" prepare the set with preprocess.size={size}"
+        msg = (
+            f"{st.redact(in_url)}: stamps are {inp.image_size} px but the model takes {size} px;"
+            f" prepare the set with preprocess.size={size}"
+        )
         raise InputError(msg, source=in_url)
     gpus = cfg.infer.gpus_per_actor if gpus_per_actor is None else gpus_per_actor
-    ds = embed_dataset(list(inp.files), st.join(model_url, "encoder.pt"), image_size=size,
-                       storage=storage, sha256=sha, batch_size=cfg.infer.batch_size,
-                       actors=(cfg.infer.actors_min, cfg.infer.actors_max),
-                       num_cpus=cfg.infer.cpus_per_actor, num_gpus=float(gpus),
-                       mixed_precision=cfg.infer.mixed_precision)
+    ds = embed_dataset(
+        list(inp.files),
+        st.join(model_url, "encoder.pt"),
+        image_size=size,
+        storage=storage,
+        sha256=sha,
+        batch_size=cfg.infer.batch_size,
+        actors=(cfg.infer.actors_min, cfg.infer.actors_max),
+        num_cpus=cfg.infer.cpus_per_actor,
+        num_gpus=float(gpus),
+        mixed_precision=cfg.infer.mixed_precision,
+    )
     if st.exists(out_url, storage):
         for old in st.list_files(out_url, storage, suffixes=(".parquet",)):
             st.remove(old, storage)
-    fs, path = st.arrow_fs(out_url, storage)
-    st.makedirs(out_url, storage)
+    fs, path = write_filesystem(out_url, storage)
     ds.write_parquet(path, filesystem=fs)
     n = 0
     for f in st.list_files(out_url, storage, suffixes=(".parquet",)):
         ffs, fpath = st.arrow_fs(f, storage)
         n += pq.read_metadata(fpath, filesystem=ffs).num_rows
-    st.write_bytes(st.join(out_url, "_meta", "model.json"),
-                   json.dumps({"model_id": manifest["model_id"],
-                               "model": st.redact(model_url)}).encode(), storage)
+    st.write_bytes(
+        st.join(out_url, "_meta", "model.json"),
+        json.dumps(
+            {"model_id": manifest["model_id"], "model": st.redact(model_url)}
+        ).encode(),
+        storage,
+    )
     return n, str(manifest["model_id"])

@@ -66,7 +66,9 @@ class OodReference:
     _std_ref: np.ndarray | None = field(default=None, init=False, repr=False)
 
     def _standardise(self, reps: np.ndarray) -> np.ndarray:
-        return ((np.asarray(reps, np.float64) - self.mean) / self.scale).astype(np.float32)
+        return ((np.asarray(reps, np.float64) - self.mean) / self.scale).astype(
+            np.float32
+        )
 
     def raw_score(self, reps: np.ndarray, device: Any = None) -> np.ndarray:
         """Score before the held-out normalisation.
@@ -91,9 +93,14 @@ class OodReference:
         if self._std_ref is None:
             self._std_ref = self._standardise(self.reference)
         ref = self._std_ref
-        d, nearest = kth_neighbour_distance(self._standardise(reps[ok]), ref, self.k,
-                                            metric=self.metric, device=device,
-                                            return_index=True)
+        d, nearest = kth_neighbour_distance(
+            self._standardise(reps[ok]),
+            ref,
+            self.k,
+            metric=self.metric,
+            device=device,
+            return_index=True,
+        )
         out[ok] = d / np.maximum(self.self_kdist[nearest], 1e-12)
         return out
 
@@ -116,27 +123,44 @@ class OodReference:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable calibration (the arrays are stored as ``.npy``)."""
-        return {"k": self.k, "metric": self.metric, "norm": self.norm,
-                "quantile": self.quantile, "mean": [float(v) for v in self.mean],
-                "scale": [float(v) for v in self.scale]}
+        return {
+            "k": self.k,
+            "metric": self.metric,
+            "norm": self.norm,
+            "quantile": self.quantile,
+            "mean": [float(v) for v in self.mean],
+            "scale": [float(v) for v in self.scale],
+        }
 
     @classmethod
-    def from_parts(cls, meta: dict[str, Any], reference: np.ndarray, self_kdist: np.ndarray
-                   ) -> OodReference:
+    def from_parts(
+        cls, meta: dict[str, Any], reference: np.ndarray, self_kdist: np.ndarray
+    ) -> OodReference:
         """Rebuild from :meth:`to_dict` output and the stored arrays."""
-        return cls(reference=np.asarray(reference, np.float32),
-                   self_kdist=np.asarray(self_kdist, np.float64),
-                   mean=np.asarray(meta["mean"], np.float64),
-                   scale=np.asarray(meta["scale"], np.float64), k=int(meta["k"]),
-                   metric=meta["metric"], norm=float(meta["norm"]),
-                   quantile=float(meta.get("quantile", 0.95)))
+        return cls(
+            reference=np.asarray(reference, np.float32),
+            self_kdist=np.asarray(self_kdist, np.float64),
+            mean=np.asarray(meta["mean"], np.float64),
+            scale=np.asarray(meta["scale"], np.float64),
+            k=int(meta["k"]),
+            metric=meta["metric"],
+            norm=float(meta["norm"]),
+            quantile=float(meta.get("quantile", 0.95)),
+        )
 
 
-def build_reference(train_reps: np.ndarray, *, n_reference: int, k: int,
-                    metric: Literal["l1", "l2"] = "l1", quantile: float = 0.95,
-                    seed: int = 42, max_holdout: int = 20000,
-                    fallback_holdout: np.ndarray | None = None,
-                    device: Any = None) -> OodReference:
+def build_reference(
+    train_reps: np.ndarray,
+    *,
+    n_reference: int,
+    k: int,
+    metric: Literal["l1", "l2"] = "l1",
+    quantile: float = 0.95,
+    seed: int = 42,
+    max_holdout: int = 20000,
+    fallback_holdout: np.ndarray | None = None,
+    device: Any = None,
+) -> OodReference:
     """Draw the reference subsample and calibrate the score on held-out training reps.
 
     Parameters
@@ -194,17 +218,37 @@ def build_reference(train_reps: np.ndarray, *, n_reference: int, k: int,
     scale = ref.astype(np.float64).std(axis=0)
     scale = np.where(scale > 1e-8, scale, 1.0)
     std_ref = ((ref - mean) / scale).astype(np.float32)
-    self_kdist = np.asarray(kth_neighbour_distance(std_ref, std_ref, k, metric=metric,
-                                                   exclude_self=True, device=device))
-    out = OodReference(reference=ref, self_kdist=self_kdist, mean=mean, scale=scale, k=k,
-                       metric=metric, norm=1.0, quantile=quantile)
+    self_kdist = np.asarray(
+        kth_neighbour_distance(
+            std_ref, std_ref, k, metric=metric, exclude_self=True, device=device
+        )
+    )
+    out = OodReference(
+        reference=ref,
+        self_kdist=self_kdist,
+        mean=mean,
+        scale=scale,
+        k=k,
+        metric=metric,
+        norm=1.0,
+        quantile=quantile,
+    )
     if held.shape[0] == 0:
-        log.warning("no held-out training representations for the OOD calibration; "
-                    "the score is not normalised")
+        log.warning(
+            "no held-out training representations for the OOD calibration; "
+            "the score is not normalised"
+        )
         return out
     raw = out.raw_score(held, device)
     norm = float(np.nanquantile(raw, quantile))
     out.norm = norm if np.isfinite(norm) and norm > 0 else 1.0
-    log.info("OOD reference: %d points, k=%d (%s), %s-quantile of %d held-out scores = %.3f",
-             m, k, metric, quantile, held.shape[0], out.norm)
+    log.info(
+        "OOD reference: %d points, k=%d (%s), %s-quantile of %d held-out scores = %.3f",
+        m,
+        k,
+        metric,
+        quantile,
+        held.shape[0],
+        out.norm,
+    )
     return out

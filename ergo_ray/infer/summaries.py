@@ -34,8 +34,14 @@ from ergo_ray.io.schemas import SUMMARY_STATS, posterior_summary_columns
 from ergo_ray.models.targets import merger_mask
 from ergo_ray.types import TARGETS
 
-__all__ = ["PEAK_DISTANCE", "PEAK_HEIGHT", "PEAK_PROMINENCE", "kde_map", "map_reference",
-           "summarize"]
+__all__ = [
+    "PEAK_DISTANCE",
+    "PEAK_HEIGHT",
+    "PEAK_PROMINENCE",
+    "kde_map",
+    "map_reference",
+    "summarize",
+]
 
 #: Minimum peak height relative to the highest point of the KDE.
 PEAK_HEIGHT = 0.05
@@ -53,9 +59,13 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def summarize(samples: np.ndarray | torch.Tensor, *, grid: int = 512,
-              device: str | torch.device | None = None, chunk: int = 1024
-              ) -> dict[str, np.ndarray]:
+def summarize(
+    samples: np.ndarray | torch.Tensor,
+    *,
+    grid: int = 512,
+    device: str | torch.device | None = None,
+    chunk: int = 1024,
+) -> dict[str, np.ndarray]:
     """Summaries of posterior samples for a batch of galaxies.
 
     Parameters
@@ -77,6 +87,10 @@ def summarize(samples: np.ndarray | torch.Tensor, *, grid: int = 512,
         (:func:`~ergo_ray.io.schemas.posterior_summary_columns`).
     """
     dev = _device(device)
+    if isinstance(samples, np.ndarray):
+        samples = np.require(
+            samples, requirements=["W"]
+        )  # torch refuses read-only views
     x = torch.as_tensor(samples).to(dev, torch.float64)
     if x.ndim != 3 or x.shape[2] != len(TARGETS):
         msg = f"samples must have shape (N, S, {len(TARGETS)}), got {tuple(x.shape)}"
@@ -90,13 +104,18 @@ def summarize(samples: np.ndarray | torch.Tensor, *, grid: int = 512,
         for s in SUMMARY_STATS:
             out[f"{name}_{s}"] = stats[s]
     n = x.shape[1]
-    p_nmm = 1.0 - merger.sum(dim=1).double() / n if n else torch.full((x.shape[0],), math.nan)
+    p_nmm = (
+        1.0 - merger.sum(dim=1).double() / n
+        if n
+        else torch.full((x.shape[0],), math.nan)
+    )
     out["p_no_major_merger"] = p_nmm.cpu().numpy()
     return {c: out[c] for c in posterior_summary_columns()}
 
 
-def _masked_stats(v: torch.Tensor, mask: torch.Tensor, *, grid: int, chunk: int
-                  ) -> dict[str, np.ndarray]:
+def _masked_stats(
+    v: torch.Tensor, mask: torch.Tensor, *, grid: int, chunk: int
+) -> dict[str, np.ndarray]:
     """Moments, quantiles and MAP of each row's masked values."""
     n = mask.sum(dim=1)
     nf = n.double()
@@ -110,8 +129,9 @@ def _masked_stats(v: torch.Tensor, mask: torch.Tensor, *, grid: int, chunk: int
     res: dict[str, torch.Tensor] = {"mean": mean, "std": std}
     for key, q in _QUANTILES.items():
         res[key] = _sorted_quantile(srt, n, q)
-    res["map"] = kde_map(srt, n, std * torch.sqrt(nf / (nf - 1).clamp(min=1)), grid=grid,
-                         chunk=chunk)
+    res["map"] = kde_map(
+        srt, n, std * torch.sqrt(nf / (nf - 1).clamp(min=1)), grid=grid, chunk=chunk
+    )
     nan = torch.full_like(mean, math.nan)
     return {k: torch.where(has, val, nan).cpu().numpy() for k, val in res.items()}
 
@@ -128,8 +148,14 @@ def _sorted_quantile(srt: torch.Tensor, n: torch.Tensor, q: float) -> torch.Tens
     return torch.where(torch.isfinite(out), out, torch.full_like(out, math.nan))
 
 
-def kde_map(sorted_values: torch.Tensor, n: torch.Tensor, std1: torch.Tensor, *,
-            grid: int = 512, chunk: int = 1024) -> torch.Tensor:
+def kde_map(
+    sorted_values: torch.Tensor,
+    n: torch.Tensor,
+    std1: torch.Tensor,
+    *,
+    grid: int = 512,
+    chunk: int = 1024,
+) -> torch.Tensor:
     """Batched KDE MAP of each row's first ``n`` sorted values.
 
     Parameters
@@ -150,15 +176,18 @@ def kde_map(sorted_values: torch.Tensor, n: torch.Tensor, std1: torch.Tensor, *,
     torch.Tensor
         (B,) MAP estimates (NaN for rows without valid values).
     """
-    out = torch.empty(sorted_values.shape[0], dtype=torch.float64, device=sorted_values.device)
+    out = torch.empty(
+        sorted_values.shape[0], dtype=torch.float64, device=sorted_values.device
+    )
     for start in range(0, sorted_values.shape[0], chunk):
         sl = slice(start, start + chunk)
         out[sl] = _kde_map_block(sorted_values[sl], n[sl], std1[sl], grid)
     return out
 
 
-def _kde_map_block(srt: torch.Tensor, n: torch.Tensor, std1: torch.Tensor, grid: int
-                   ) -> torch.Tensor:
+def _kde_map_block(
+    srt: torch.Tensor, n: torch.Tensor, std1: torch.Tensor, grid: int
+) -> torch.Tensor:
     b, s = srt.shape
     dev = srt.device
     nn = n.clamp(min=1)
@@ -172,8 +201,11 @@ def _kde_map_block(srt: torch.Tensor, n: torch.Tensor, std1: torch.Tensor, grid:
 
     # Linear binning of the valid samples onto the grid.
     valid = torch.arange(s, device=dev)[None, :] < n[:, None]
-    t = torch.where(valid & ok[:, None], (srt - lo_safe[:, None]) / step[:, None],
-                    torch.zeros_like(srt))
+    t = torch.where(
+        valid & ok[:, None],
+        (srt - lo_safe[:, None]) / step[:, None],
+        torch.zeros_like(srt),
+    )
     i0 = t.floor().clamp(0, grid - 2)
     w = (t - i0).clamp(0, 1)
     wv = valid.double()
@@ -186,8 +218,10 @@ def _kde_map_block(srt: torch.Tensor, n: torch.Tensor, std1: torch.Tensor, grid:
     h_grid = torch.where(ok, bw / step, torch.ones_like(bw))
     kern = torch.exp(-0.5 * (offs[None, :] / h_grid[:, None]) ** 2)
     length = 1 << (3 * grid - 2).bit_length()
-    full = torch.fft.irfft(torch.fft.rfft(hist, length) * torch.fft.rfft(kern, length), length)
-    dens = full[:, grid - 1: 2 * grid - 1]
+    full = torch.fft.irfft(
+        torch.fft.rfft(hist, length) * torch.fft.rfft(kern, length), length
+    )
+    dens = full[:, grid - 1 : 2 * grid - 1]
     dens = dens / dens.amax(dim=1, keepdim=True).clamp(min=1e-300)
 
     pos = _most_prominent_peak(dens)
@@ -201,7 +235,9 @@ def _most_prominent_peak(d: torch.Tensor) -> torch.Tensor:
     """Grid index of the most prominent peak per row (find_peaks semantics), else argmax."""
     g = d.shape[1]
     cand = torch.zeros_like(d, dtype=torch.bool)
-    cand[:, 1:-1] = (d[:, 1:-1] > d[:, :-2]) & (d[:, 1:-1] > d[:, 2:]) & (d[:, 1:-1] >= PEAK_HEIGHT)
+    cand[:, 1:-1] = (
+        (d[:, 1:-1] > d[:, :-2]) & (d[:, 1:-1] > d[:, 2:]) & (d[:, 1:-1] >= PEAK_HEIGHT)
+    )
     n_cand = cand.sum(dim=1)
     # No interior peak: the grid maximum; one peak: that peak. Only rows with several
     # candidates need the distance filter and the prominences.
@@ -234,7 +270,9 @@ def _select_peak(d: torch.Tensor, cand: torch.Tensor, g: int) -> torch.Tensor:
 
     n_keep = keep.sum(dim=1)
     p = int(n_keep.max().item())
-    pos, _ = torch.sort(torch.where(keep, idx[None, :], torch.full_like(idx[None, :], g)), dim=1)
+    pos, _ = torch.sort(
+        torch.where(keep, idx[None, :], torch.full_like(idx[None, :], g)), dim=1
+    )
     pos = pos[:, :p]
     has = pos < g
     posc = pos.clamp(max=g - 1)
@@ -249,7 +287,9 @@ def _select_peak(d: torch.Tensor, cand: torch.Tensor, g: int) -> torch.Tensor:
     dd = d[:, None, :]
     inf = torch.tensor(math.inf, dtype=d.dtype, device=d.device)
     left_min = torch.where((j > left_stop[:, :, None]) & (j <= pj), dd, inf).amin(dim=2)
-    right_min = torch.where((j >= pj) & (j < right_stop[:, :, None]), dd, inf).amin(dim=2)
+    right_min = torch.where((j >= pj) & (j < right_stop[:, :, None]), dd, inf).amin(
+        dim=2
+    )
     prom = torch.where(has, hv - torch.maximum(left_min, right_min), -inf)
     # Keep prominence > PEAK_PROMINENCE unless none passes; the argmax is the same either way.
     strong = prom > PEAK_PROMINENCE

@@ -64,10 +64,16 @@ class CinnArch:
     @classmethod
     def from_config(cls, cinn_cfg: Any, cond_in: int, init_seed: int = 0) -> CinnArch:
         """Build from a :class:`~ergo_ray.config.schema.CinnConfig` section."""
-        return cls(cond_in=cond_in, n_blocks=cinn_cfg.n_blocks,
-                   subnet_width=cinn_cfg.subnet_width, subnet_depth=cinn_cfg.subnet_depth,
-                   clamp=cinn_cfg.clamp, cond_dim=cinn_cfg.cond_dim,
-                   cond_layers=cinn_cfg.cond_layers, init_seed=init_seed)
+        return cls(
+            cond_in=cond_in,
+            n_blocks=cinn_cfg.n_blocks,
+            subnet_width=cinn_cfg.subnet_width,
+            subnet_depth=cinn_cfg.subnet_depth,
+            clamp=cinn_cfg.clamp,
+            cond_dim=cinn_cfg.cond_dim,
+            cond_layers=cinn_cfg.cond_layers,
+            init_seed=init_seed,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return a dict of plain Python scalars."""
@@ -135,16 +141,21 @@ class ConditionalINN(nn.Module):
         self.cond_net = _condition_net(arch)
         inn = Ff.SequenceINN(arch.n_dim)
         # FrEIA's PermuteRandom reseeds numpy's global generator; keep the caller's state.
-        np_state = np.random.get_state()
+        np_state = np.random.get_state()  # noqa: NPY002
         try:
             for k in range(arch.n_blocks):
-                inn.append(Fm.GLOWCouplingBlock, cond=0, cond_shape=(arch.cond_dim,),
-                           subnet_constructor=_SubnetFactory(arch.subnet_width,
-                                                             arch.subnet_depth),
-                           clamp=arch.clamp)
+                inn.append(
+                    Fm.GLOWCouplingBlock,
+                    cond=0,
+                    cond_shape=(arch.cond_dim,),
+                    subnet_constructor=_SubnetFactory(
+                        arch.subnet_width, arch.subnet_depth
+                    ),
+                    clamp=arch.clamp,
+                )
                 inn.append(Fm.PermuteRandom, seed=k)
         finally:
-            np.random.set_state(np_state)
+            np.random.set_state(np_state)  # noqa: NPY002
         self.inn = inn
         gen = torch.Generator().manual_seed(int(arch.init_seed))
         with torch.no_grad():
@@ -160,7 +171,9 @@ class ConditionalINN(nn.Module):
         """Condition features (B, cond_dim) from condition vectors (B, cond_in)."""
         return self.cond_net(cond)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, cond: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Push standardised targets to the latent space.
 
         Parameters
@@ -213,8 +226,10 @@ class ConditionalINN(nn.Module):
 
     def payload(self) -> dict[str, Any]:
         """Return the plain dict saved with ``torch.save`` (architecture + weights)."""
-        return {"arch": self.arch.to_dict(),
-                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+        return {
+            "arch": self.arch.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ConditionalINN:
@@ -257,11 +272,15 @@ def _as_u64(seeds: np.ndarray | Iterable[int]) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         msg = f"seeds must be integers, got dtype {arr.dtype}"
         raise TypeError(msg)
-    return arr.astype(np.int64).view(np.uint64) if arr.dtype.kind == "i" else arr.astype(np.uint64)
+    return (
+        arr.astype(np.int64).view(np.uint64)
+        if arr.dtype.kind == "i"
+        else arr.astype(np.uint64)
+    )
 
 
 def latent_noise(seeds: np.ndarray, n_samples: int, dim: int) -> np.ndarray:
-    """Standard normal latent noise, one independent stream per object seed.
+    """Draw standard normal latent noise, one independent stream per object seed.
 
     Object ``i`` always gets the same ``(n_samples, dim)`` block for the same seed,
     whatever the batch it is in and whatever the device.
@@ -317,6 +336,12 @@ def object_seeds(object_ids: Iterable[str], seed: int) -> np.ndarray:
     numpy.ndarray
         int64 (N,) seeds.
     """
-    out = [int.from_bytes(hashlib.blake2b(f"{seed}:{oid}".encode(), digest_size=8).digest(),
-                          "little", signed=True) for oid in object_ids]
+    out = [
+        int.from_bytes(
+            hashlib.blake2b(f"{seed}:{oid}".encode(), digest_size=8).digest(),
+            "little",
+            signed=True,
+        )
+        for oid in object_ids
+    ]
     return np.asarray(out, dtype=np.int64)

@@ -34,7 +34,10 @@ NO_MERGER_VALUES: dict[str, float] = {"lmm_lookback_gyr": 15.0, "lmm_log_mass": 
 #: Index of each target in the cINN's output vector.
 TARGET_INDEX: dict[str, int] = {t: i for i, t in enumerate(TARGETS)}
 #: Indices of the merger targets.
-MERGER_INDICES: tuple[int, ...] = (TARGET_INDEX["lmm_lookback_gyr"], TARGET_INDEX["lmm_log_mass"])
+MERGER_INDICES: tuple[int, ...] = (
+    TARGET_INDEX["lmm_lookback_gyr"],
+    TARGET_INDEX["lmm_log_mass"],
+)
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -85,7 +88,9 @@ def merger_mask(values: ArrayLike) -> ArrayLike:
         Boolean array of shape ``values.shape[:-1]``.
     """
     ok = None
-    for name, idx in zip(("lmm_lookback_gyr", "lmm_log_mass"), MERGER_INDICES, strict=True):
+    for name, idx in zip(
+        ("lmm_lookback_gyr", "lmm_log_mass"), MERGER_INDICES, strict=True
+    ):
         lo, hi = VALID_RANGES[name]
         v = values[..., idx]
         inside = (v >= lo) & (v <= hi)
@@ -132,8 +137,10 @@ class Standardizer:
 
     def _params(self, like: ArrayLike) -> tuple[Any, Any]:
         if isinstance(like, torch.Tensor):
-            return (torch.tensor(self.mean, dtype=like.dtype, device=like.device),
-                    torch.tensor(self.scale, dtype=like.dtype, device=like.device))
+            return (
+                torch.tensor(self.mean, dtype=like.dtype, device=like.device),
+                torch.tensor(self.scale, dtype=like.dtype, device=like.device),
+            )
         return np.asarray(self.mean), np.asarray(self.scale)
 
     def to_dict(self) -> dict[str, list[float]]:
@@ -169,8 +176,12 @@ class TargetTransform:
     scaler: Standardizer = field(default_factory=Standardizer)
 
     @classmethod
-    def fit(cls, y: np.ndarray, exsitu_transform: Literal["linear", "logit"] = "linear",
-            eps: float = 1e-3) -> TargetTransform:
+    def fit(
+        cls,
+        y: np.ndarray,
+        exsitu_transform: Literal["linear", "logit"] = "linear",
+        eps: float = 1e-3,
+    ) -> TargetTransform:
         """Fit the scaler to physical targets ``y`` (N, 3) of the training split.
 
         Parameters
@@ -196,7 +207,9 @@ class TargetTransform:
             return y
         if isinstance(y, torch.Tensor):
             f = torch.clamp(y[..., 0], self.eps, 1.0 - self.eps)
-            return torch.stack([torch.log(f) - torch.log1p(-f), y[..., 1], y[..., 2]], -1)
+            return torch.stack(
+                [torch.log(f) - torch.log1p(-f), y[..., 1], y[..., 2]], -1
+            )
         f = np.clip(y[..., 0], self.eps, 1.0 - self.eps)
         return np.stack([np.log(f) - np.log1p(-f), y[..., 1], y[..., 2]], axis=-1)
 
@@ -216,10 +229,14 @@ class TargetTransform:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-serialisable dict."""
-        return {"targets": list(TARGETS), "exsitu_transform": self.exsitu_transform,
-                "eps": self.eps, "scaler": self.scaler.to_dict(),
-                "valid_ranges": {k: list(v) for k, v in VALID_RANGES.items()},
-                "no_merger_values": dict(NO_MERGER_VALUES)}
+        return {
+            "targets": list(TARGETS),
+            "exsitu_transform": self.exsitu_transform,
+            "eps": self.eps,
+            "scaler": self.scaler.to_dict(),
+            "valid_ranges": {k: list(v) for k, v in VALID_RANGES.items()},
+            "no_merger_values": dict(NO_MERGER_VALUES),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TargetTransform:
@@ -233,5 +250,8 @@ class TargetTransform:
         if tuple(d.get("targets", ())) != TARGETS:
             msg = f"target transform is for targets {d.get('targets')}, expected {list(TARGETS)}"
             raise CheckpointError(msg)
-        return cls(exsitu_transform=d["exsitu_transform"], eps=float(d["eps"]),
-                   scaler=Standardizer.from_dict(d["scaler"]))
+        return cls(
+            exsitu_transform=d["exsitu_transform"],
+            eps=float(d["eps"]),
+            scaler=Standardizer.from_dict(d["scaler"]),
+        )

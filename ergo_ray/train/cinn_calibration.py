@@ -36,8 +36,9 @@ def _f(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def latent_normality(model: ConditionalINN, targets_std: np.ndarray, cond: np.ndarray
-                     ) -> dict[str, Any]:
+def latent_normality(
+    model: ConditionalINN, targets_std: np.ndarray, cond: np.ndarray
+) -> dict[str, Any]:
     """Mean and covariance of the test set's latent codes against N(0, I).
 
     Parameters
@@ -56,24 +57,42 @@ def latent_normality(model: ConditionalINN, targets_std: np.ndarray, cond: np.nd
     """
     n = len(targets_std)
     if n < 2:
-        return {"n": n, "mean": None, "std": None, "max_abs_mean": None, "cov_residual_fro": None}
+        return {
+            "n": n,
+            "mean": None,
+            "std": None,
+            "max_abs_mean": None,
+            "cov_residual_fro": None,
+        }
     dev = next(model.parameters()).device
     with torch.no_grad():
-        z, _ = model(torch.as_tensor(targets_std, dtype=torch.float32, device=dev),
-                     torch.as_tensor(cond, dtype=torch.float32, device=dev))
+        z, _ = model(
+            torch.as_tensor(targets_std, dtype=torch.float32, device=dev),
+            torch.as_tensor(cond, dtype=torch.float32, device=dev),
+        )
     z = z.double().cpu().numpy()
     cov = np.cov(z, rowvar=False)
-    return {"n": n, "mean": [_f(v) for v in z.mean(0)], "std": [_f(v) for v in z.std(0, ddof=1)],
-            "max_abs_mean": _f(np.abs(z.mean(0)).max()),
-            "cov_residual_fro": _f(np.linalg.norm(cov - np.eye(z.shape[1])))}
+    return {
+        "n": n,
+        "mean": [_f(v) for v in z.mean(0)],
+        "std": [_f(v) for v in z.std(0, ddof=1)],
+        "max_abs_mean": _f(np.abs(z.mean(0)).max()),
+        "cov_residual_fro": _f(np.linalg.norm(cov - np.eye(z.shape[1]))),
+    }
 
 
 def _frac(mask: np.ndarray) -> float | None:
     return _f(mask.mean()) if mask.size else None
 
 
-def posterior_metrics(samples: np.ndarray, truth: np.ndarray, log_mstar: np.ndarray,
-                      *, grid: int = 512, device: Any = None) -> dict[str, Any]:
+def posterior_metrics(
+    samples: np.ndarray,
+    truth: np.ndarray,
+    log_mstar: np.ndarray,
+    *,
+    grid: int = 512,
+    device: Any = None,
+) -> dict[str, Any]:
     """Coverage and point accuracy of posterior samples against the truth.
 
     Parameters
@@ -112,15 +131,21 @@ def posterior_metrics(samples: np.ndarray, truth: np.ndarray, log_mstar: np.ndar
         cov[name] = {"n": int(rows.sum()), "c68": _frac(in68), "c90": _frac(in90)}
     err_fx = np.abs(s["exsitu_frac_map"] - truth[:, 0])
     lb = merger & np.isfinite(s["lmm_lookback_gyr_map"])
-    mass_rows = merger & (np.asarray(log_mstar) > 9.5) & np.isfinite(s["lmm_log_mass_map"])
+    mass_rows = (
+        merger & (np.asarray(log_mstar) > 9.5) & np.isfinite(s["lmm_log_mass_map"])
+    )
     pred_nmm = s["p_no_major_merger"] > 0.5
     acc = {
         "exsitu_frac_within_0.1": _frac(err_fx <= 0.1),
         "exsitu_frac_mae": _f(np.mean(err_fx)),
-        "lmm_lookback_gyr_mae": _f(np.mean(np.abs(s["lmm_lookback_gyr_map"][lb] - truth[lb, 1])))
-        if lb.any() else None,
+        "lmm_lookback_gyr_mae": _f(
+            np.mean(np.abs(s["lmm_lookback_gyr_map"][lb] - truth[lb, 1]))
+        )
+        if lb.any()
+        else None,
         "lmm_log_mass_within_0.5dex_mstar_gt_9.5": _frac(
-            np.abs(s["lmm_log_mass_map"][mass_rows] - truth[mass_rows, 2]) <= 0.5),
+            np.abs(s["lmm_log_mass_map"][mass_rows] - truth[mass_rows, 2]) <= 0.5
+        ),
         "n_mass_gt_9.5_mergers": int(mass_rows.sum()),
         "nmm_accuracy": _frac(pred_nmm == ~merger),
         "true_nmm_fraction": _frac(~merger),

@@ -54,28 +54,42 @@ N_TARGETS = 3
 
 
 def loop_config(cfg: RunConfig, arch: CinnArch, seed: int) -> dict[str, Any]:
-    """The ``train_loop_config`` of a cINN run (plain, picklable values)."""
+    """Return the ``train_loop_config`` of a cINN run (plain, picklable values)."""
     c = cfg.cinn
-    return {"arch": arch.to_dict(), "lr": c.lr, "weight_decay": c.weight_decay,
-            "batch_size": c.batch_size, "epochs": c.epochs, "patience": c.patience,
-            "lr_factor": c.lr_factor, "lr_patience": c.lr_patience,
-            "grad_clip": c.grad_clip, "seed": int(seed)}
+    return {
+        "arch": arch.to_dict(),
+        "lr": c.lr,
+        "weight_decay": c.weight_decay,
+        "batch_size": c.batch_size,
+        "epochs": c.epochs,
+        "patience": c.patience,
+        "lr_factor": c.lr_factor,
+        "lr_patience": c.lr_patience,
+        "grad_clip": c.grad_clip,
+        "seed": int(seed),
+    }
 
 
-def _nll(net: Callable[..., tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor,
-         c: torch.Tensor) -> torch.Tensor:
+def _nll(
+    net: Callable[..., tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    c: torch.Tensor,
+) -> torch.Tensor:
     z, log_jac = net(x, c)
     return 0.5 * (z**2).sum(dim=1) - log_jac
 
 
-def _evaluate(model: ConditionalINN, x: torch.Tensor, c: torch.Tensor, batch: int = 4096
-              ) -> tuple[float, int]:
+def _evaluate(
+    model: ConditionalINN, x: torch.Tensor, c: torch.Tensor, batch: int = 4096
+) -> tuple[float, int]:
     """Sum of the per-object NLL and the count (so workers can average exactly)."""
     total = 0.0
     model.eval()
     with torch.no_grad():
         for start in range(0, len(x), batch):
-            total += float(model.nll(x[start:start + batch], c[start:start + batch]).sum())
+            total += float(
+                model.nll(x[start : start + batch], c[start : start + batch]).sum()
+            )
     model.train()
     return total, len(x)
 
@@ -125,22 +139,45 @@ def fit_cinn(
     dev = device or torch.device("cpu")
     arch = CinnArch.from_dict(config["arch"])
     model = ConditionalINN(arch).to(dev)
-    opt = torch.optim.Adam(list(model.trainable_parameters()), lr=config["lr"],
-                           weight_decay=config["weight_decay"])
+    opt = torch.optim.Adam(
+        list(model.trainable_parameters()),
+        lr=config["lr"],
+        weight_decay=config["weight_decay"],
+    )
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=config["lr_factor"], patience=config["lr_patience"])
-    st_: dict[str, Any] = {"epoch": -1, "best_val": math.inf, "best_state": None,
-                           "bad_epochs": 0, "history": [], "stopped": False}
+        opt, mode="min", factor=config["lr_factor"], patience=config["lr_patience"]
+    )
+    st_: dict[str, Any] = {
+        "epoch": -1,
+        "best_val": math.inf,
+        "best_state": None,
+        "bad_epochs": 0,
+        "history": [],
+        "stopped": False,
+    }
     if state is not None:
         if dict(state.get("arch", {})) != arch.to_dict():
-            msg = f"the checkpoint's cINN architecture {state.get('arch')} differs from this " \
-                  f"run's {arch.to_dict()}; use a new --out or the original configuration"
+            msg = (
+                f"the checkpoint's cINN architecture {state.get('arch')} differs from this "
+                f"run's {arch.to_dict()}; use a new --out or the original configuration"
+            )
             raise CheckpointError(msg)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        st_.update({k: state[k] for k in ("epoch", "best_val", "best_state", "bad_epochs",
-                                          "history", "stopped")})
+        st_.update(
+            {
+                k: state[k]
+                for k in (
+                    "epoch",
+                    "best_val",
+                    "best_state",
+                    "bad_epochs",
+                    "history",
+                    "stopped",
+                )
+            }
+        )
         st_["history"] = list(st_["history"])
     net = wrap(model) if wrap else model
     x_tr, c_tr = (t.to(dev) for t in train)
@@ -153,16 +190,20 @@ def fit_cinn(
     for epoch in range(int(st_["epoch"]) + 1, int(config["epochs"])):
         if st_["stopped"]:
             break
-        gen = torch.Generator().manual_seed(int(config["seed"]) * 1_000_003 + epoch * 7919 + rank)
+        gen = torch.Generator().manual_seed(
+            int(config["seed"]) * 1_000_003 + epoch * 7919 + rank
+        )
         order = torch.randperm(n, generator=gen).to(dev)
         model.train()
         tot, cnt = 0.0, 0
         for step in range(steps):
-            idx = order[step * bs:(step + 1) * bs]
+            idx = order[step * bs : (step + 1) * bs]
             loss = _nll(net, x_tr[idx], c_tr[idx]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.trainable_parameters(), config["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(
+                model.trainable_parameters(), config["grad_clip"]
+            )
             opt.step()
             tot += float(loss.detach()) * len(idx)
             cnt += len(idx)
@@ -178,23 +219,35 @@ def fit_cinn(
         sched.step(val_nll if math.isfinite(val_nll) else math.inf)
         if val_nll < st_["best_val"] - 1e-6:
             st_["best_val"] = val_nll
-            st_["best_state"] = {k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()}
+            st_["best_state"] = {
+                k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()
+            }
             st_["bad_epochs"] = 0
         else:
             st_["bad_epochs"] += 1
         st_["stopped"] = st_["bad_epochs"] >= int(config["patience"])
         st_["epoch"] = epoch
-        metrics = {"epoch": epoch, "train_nll": train_nll, "val_nll": val_nll,
-                   "best_val_nll": st_["best_val"], "lr": opt.param_groups[0]["lr"],
-                   "stopped": st_["stopped"]}
+        metrics = {
+            "epoch": epoch,
+            "train_nll": train_nll,
+            "val_nll": val_nll,
+            "best_val_nll": st_["best_val"],
+            "lr": opt.param_groups[0]["lr"],
+            "stopped": st_["stopped"],
+        }
         st_["history"].append(metrics)
         if on_epoch is not None:
-            full = {"format": _STATE_FORMAT, "arch": arch.to_dict(),
-                    "model": {k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()},
-                    "optimizer": copy.deepcopy(opt.state_dict()),
-                    "scheduler": copy.deepcopy(sched.state_dict()),
-                    **{k_: v for k_, v in st_.items() if k_ != "history"},
-                    "history": [dict(h) for h in st_["history"]]}
+            full = {
+                "format": _STATE_FORMAT,
+                "arch": arch.to_dict(),
+                "model": {
+                    k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()
+                },
+                "optimizer": copy.deepcopy(opt.state_dict()),
+                "scheduler": copy.deepcopy(sched.state_dict()),
+                **{k_: v for k_, v in st_.items() if k_ != "history"},
+                "history": [dict(h) for h in st_["history"]],
+            }
             on_epoch(metrics, full)
     if st_["best_state"] is not None:
         model.load_state_dict(st_["best_state"])
@@ -204,8 +257,10 @@ def fit_cinn(
 # ------------------------------------------------------------------------ Ray Train
 def _collect(shard: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Pull a dataset shard (column ``data``: [targets | condition]) into memory."""
-    parts = [np.asarray(b["data"], np.float32)
-             for b in shard.iter_batches(batch_size=8192, batch_format="numpy")]
+    parts = [
+        np.asarray(b["data"], np.float32)
+        for b in shard.iter_batches(batch_size=8192, batch_format="numpy")
+    ]
     if not parts:
         return torch.empty(0, N_TARGETS), torch.empty(0, 0)
     m = torch.from_numpy(np.concatenate(parts))
@@ -247,38 +302,58 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 torch.save(state, os.path.join(d, STATE_FILE))
                 ckpt = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=ckpt,
-                             checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}")
+            ray.train.report(
+                metrics,
+                checkpoint=ckpt,
+                checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}",
+            )
 
     prior = ray.train.get_checkpoint()
     state = _state_from_checkpoint(prior) if prior else None
     if state is not None and rank == 0:
         log.info("resuming the cINN after epoch %d", state["epoch"])
-    fit_cinn(train, val if len(val[0]) else None, config, state=state,
-             wrap=lambda m: rtt.prepare_model(m), reduce=reduce, on_epoch=report,
-             rank=rank, device=device)
+    fit_cinn(
+        train,
+        val if len(val[0]) else None,
+        config,
+        state=state,
+        wrap=lambda m: rtt.prepare_model(m),
+        reduce=reduce,
+        on_epoch=report,
+        rank=rank,
+        device=device,
+    )
 
 
-def _run_config(out_url: str, name: str, storage: StorageConfig | None) -> ray.train.RunConfig:
+def _run_config(
+    out_url: str, name: str, storage: StorageConfig | None
+) -> ray.train.RunConfig:
+    """Checkpoints under ``OUT/_train/<name>``: the same name and path resume a run."""
     import ray.train
 
-    train_url = st.join(out_url, "_train")
-    loc = st.locate(train_url)
-    if loc.scheme == "file":
-        os.makedirs(loc.path, exist_ok=True)
-        return ray.train.RunConfig(name=name, storage_path=loc.path,
-                                   checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                                   failure_config=ray.train.FailureConfig(max_failures=1))
-    fs, path = st.arrow_fs(train_url, storage)
-    return ray.train.RunConfig(name=name, storage_path=path, storage_filesystem=fs,
-                               checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-                               failure_config=ray.train.FailureConfig(max_failures=1))
+    from ergo_ray.infer.embedding import write_filesystem
+
+    fs, path = write_filesystem(st.join(out_url, "_train"), storage)
+    return ray.train.RunConfig(
+        name=name,
+        storage_path=path,
+        storage_filesystem=None if st.locate(out_url).scheme == "file" else fs,
+        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        failure_config=ray.train.FailureConfig(max_failures=1),
+    )
 
 
-def run_training(name: str, out_url: str, targets: np.ndarray, conditions: np.ndarray,
-                 val_targets: np.ndarray, val_conditions: np.ndarray, config: dict[str, Any],
-                 scaling: ray.train.ScalingConfig, storage: StorageConfig | None = None
-                 ) -> tuple[ConditionalINN, dict[str, Any]]:
+def run_training(
+    name: str,
+    out_url: str,
+    targets: np.ndarray,
+    conditions: np.ndarray,
+    val_targets: np.ndarray,
+    val_conditions: np.ndarray,
+    config: dict[str, Any],
+    scaling: ray.train.ScalingConfig,
+    storage: StorageConfig | None = None,
+) -> tuple[ConditionalINN, dict[str, Any]]:
     """Train (or resume) one cINN with Ray Train and return the best network.
 
     Parameters
@@ -315,7 +390,9 @@ def run_training(name: str, out_url: str, targets: np.ndarray, conditions: np.nd
     from ray.train.torch import TorchTrainer
 
     def to_ds(x: np.ndarray, c: np.ndarray) -> ray.data.Dataset:
-        m = np.concatenate([np.asarray(x, np.float32), np.asarray(c, np.float32)], axis=1)
+        m = np.concatenate(
+            [np.asarray(x, np.float32), np.asarray(c, np.float32)], axis=1
+        )
         return ray.data.from_numpy(np.ascontiguousarray(m))
 
     cfg = dict(config)
@@ -325,7 +402,10 @@ def run_training(name: str, out_url: str, targets: np.ndarray, conditions: np.nd
         train_loop_config=cfg,
         scaling_config=scaling,
         run_config=_run_config(out_url, name, storage),
-        datasets={"train": to_ds(targets, conditions), "val": to_ds(val_targets, val_conditions)},
+        datasets={
+            "train": to_ds(targets, conditions),
+            "val": to_ds(val_targets, val_conditions),
+        },
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     result = trainer.fit()
@@ -334,6 +414,10 @@ def run_training(name: str, out_url: str, targets: np.ndarray, conditions: np.nd
         raise CheckpointError(msg)
     state = _state_from_checkpoint(result.checkpoint)
     model = ConditionalINN(CinnArch.from_dict(state["arch"]))
-    model.load_state_dict(state["best_state"] if state.get("best_state") else state["model"])
-    summary = {k: copy.deepcopy(state[k]) for k in ("epoch", "best_val", "history", "stopped")}
+    model.load_state_dict(
+        state["best_state"] if state.get("best_state") else state["model"]
+    )
+    summary = {
+        k: copy.deepcopy(state[k]) for k in ("epoch", "best_val", "history", "stopped")
+    }
     return model.eval(), summary

@@ -32,7 +32,12 @@ import pyarrow as pa
 
 from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
 from ergo_ray.infer import bundle as bd
-from ergo_ray.infer.embedding import embed_dataset, read_representations, representation_matrix
+from ergo_ray.infer.embedding import (
+    embed_dataset,
+    read_representations,
+    representation_matrix,
+    write_filesystem,
+)
 from ergo_ray.infer.ood_score import OodReference, build_reference
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
@@ -56,30 +61,46 @@ def _encoder_file(url: str) -> str:
     return url if str(url).endswith(".pt") else st.join(url, "encoder.pt")
 
 
-def _effective_preprocess(cfg: RunConfig, inputs: Sequence[Any], meta: dict[str, Any],
-                          size: int) -> RunConfig:
-    """The run config with the ``preprocess`` section the training stamps were made with."""
+def _effective_preprocess(
+    cfg: RunConfig, inputs: Sequence[Any], meta: dict[str, Any], size: int
+) -> RunConfig:
+    """Return the run config with the ``preprocess`` section the training stamps were made with."""
     from ergo_ray.config.schema import PreprocessConfig
 
-    section = inputs[0].preprocess or meta.get("preprocess") or cfg.preprocess.model_dump()
+    section = (
+        inputs[0].preprocess or meta.get("preprocess") or cfg.preprocess.model_dump()
+    )
     known = set(PreprocessConfig.model_fields)
     data = {k: v for k, v in dict(section).items() if k in known}
     data["size"] = int(size)
     try:
         pre = PreprocessConfig.model_validate(data)
     except Exception as err:  # a foreign or older section: keep ours, at the right size
-        log.warning("cannot use the inputs' preprocess settings (%s); using the run's", err)
+        log.warning(
+            "cannot use the inputs' preprocess settings (%s); using the run's", err
+        )
         pre = cfg.preprocess.model_copy(update={"size": int(size)})
     return cfg.model_copy(update={"preprocess": pre})
 
 
-def _embed(cfg: RunConfig, files: list[str], encoder_url: str, sha: str, size: int,
-           out_url: str, use_gpu: bool) -> pa.Table:
+def _embed(
+    cfg: RunConfig,
+    files: list[str],
+    encoder_url: str,
+    sha: str,
+    size: int,
+    out_url: str,
+    use_gpu: bool,
+) -> pa.Table:
     """Embed (or reuse the embeddings of) the simulated domains' rows."""
     storage = cfg.storage
     work = st.join(out_url, "_work", "embeddings")
     marker_url = st.join(out_url, "_work", "embeddings.json")
-    marker = {"encoder_sha256": sha, "files": sorted(files), "domains": list(cfg.cinn.domains)}
+    marker = {
+        "encoder_sha256": sha,
+        "files": sorted(files),
+        "domains": list(cfg.cinn.domains),
+    }
     if st.exists(marker_url, storage):
         try:
             if json.loads(st.read_bytes(marker_url, storage)) == marker:
@@ -90,14 +111,21 @@ def _embed(cfg: RunConfig, files: list[str], encoder_url: str, sha: str, size: i
     st.remove(marker_url, storage)
     st.remove(work, storage, recursive=True)
     gpus = float(cfg.infer.gpus_per_actor) if use_gpu else 0.0
-    ds = embed_dataset(files, encoder_url, image_size=size, storage=storage, sha256=sha,
-                       domains=cfg.cinn.domains, splits=("train", "val", "test"),
-                       batch_size=cfg.infer.batch_size,
-                       actors=(cfg.infer.actors_min, cfg.infer.actors_max),
-                       num_cpus=cfg.infer.cpus_per_actor, num_gpus=gpus,
-                       mixed_precision=cfg.infer.mixed_precision)
-    fs, path = st.arrow_fs(work, storage)
-    st.makedirs(work, storage)
+    ds = embed_dataset(
+        files,
+        encoder_url,
+        image_size=size,
+        storage=storage,
+        sha256=sha,
+        domains=cfg.cinn.domains,
+        splits=("train", "val", "test"),
+        batch_size=cfg.infer.batch_size,
+        actors=(cfg.infer.actors_min, cfg.infer.actors_max),
+        num_cpus=cfg.infer.cpus_per_actor,
+        num_gpus=gpus,
+        mixed_precision=cfg.infer.mixed_precision,
+    )
+    fs, path = write_filesystem(work, storage)
     ds.write_parquet(path, filesystem=fs)
     st.write_bytes(marker_url, json.dumps(marker).encode(), storage)
     return read_representations(work, storage)
@@ -109,8 +137,13 @@ def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
-def _sample(model: ConditionalINN, transform: TargetTransform, cond: np.ndarray,
-            n_samples: int, seed: int) -> np.ndarray:
+def _sample(
+    model: ConditionalINN,
+    transform: TargetTransform,
+    cond: np.ndarray,
+    n_samples: int,
+    seed: int,
+) -> np.ndarray:
     import torch
 
     out = np.empty((len(cond), n_samples, 3), np.float32)
@@ -125,17 +158,34 @@ def _sample(model: ConditionalINN, transform: TargetTransform, cond: np.ndarray,
     return out
 
 
-def _evaluate(model: ConditionalINN, transform: TargetTransform, cond: np.ndarray,
-              y: np.ndarray, log_mstar: np.ndarray, cfg: RunConfig) -> dict[str, Any]:
+def _evaluate(
+    model: ConditionalINN,
+    transform: TargetTransform,
+    cond: np.ndarray,
+    y: np.ndarray,
+    log_mstar: np.ndarray,
+    cfg: RunConfig,
+) -> dict[str, Any]:
     samples = _sample(model, transform, cond, cfg.infer.n_samples, cfg.seed)
-    out = posterior_metrics(samples, y, log_mstar, grid=cfg.infer.kde_grid, device="cpu")
-    out["latent"] = latent_normality(model, np.asarray(transform.forward(y), np.float32), cond)
+    out = posterior_metrics(
+        samples, y, log_mstar, grid=cfg.infer.kde_grid, device="cpu"
+    )
+    out["latent"] = latent_normality(
+        model, np.asarray(transform.forward(y), np.float32), cond
+    )
     return out
 
 
-def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: RunConfig, *,
-               workers: int | None = None, use_gpu: bool | None = None,
-               baseline: bool = False) -> str:
+def train_cinn(
+    data_urls: Sequence[str],
+    encoder_url: str,
+    out_url: str,
+    cfg: RunConfig,
+    *,
+    workers: int | None = None,
+    use_gpu: bool | None = None,
+    baseline: bool = False,
+) -> str:
     """Run the whole ``train-cinn`` stage and write the model bundle.
 
     Parameters
@@ -173,8 +223,11 @@ def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: Ru
 
     storage = cfg.storage
     gpu = cfg.cluster.use_gpu if use_gpu is None else use_gpu
-    inputs = [p for p in discover_inputs(list(data_urls), storage)
-              if "true_exsitu_frac" in p.columns]
+    inputs = [
+        p
+        for p in discover_inputs(list(data_urls), storage)
+        if "true_exsitu_frac" in p.columns
+    ]
     if not inputs:
         msg = "no --data input has truth columns (true_*); the cINN trains on simulated domains"
         raise InputError(msg, source=str(data_urls[0]))
@@ -188,8 +241,10 @@ def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: Ru
     sha = hashlib.sha256(enc_bytes).hexdigest()
     encoder, meta = load_encoder(enc_file, storage)
     if int(meta.get("in_size", size)) != size:
-        msg = f"{st.redact(enc_file)}: encoder takes {meta.get('in_size')} px stamps but the " \
-              f"inputs are {size} px"
+        msg = (
+            f"{st.redact(enc_file)}: encoder takes {meta.get('in_size')} px stamps but the "
+            f"inputs are {size} px"
+        )
         raise CheckpointError(msg)
     rep_dim = int(meta.get("rep_dim", encoder.rep_dim))
     del encoder
@@ -206,8 +261,13 @@ def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: Ru
     usable &= np.isfinite(reps).all(axis=1)
     lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
     rows = {s: np.flatnonzero((split == s) & usable) for s in ("train", "val", "test")}
-    log.info("cINN rows: train %d, val %d, test %d (of %d embedded)",
-             len(rows["train"]), len(rows["val"]), len(rows["test"]), table.num_rows)
+    log.info(
+        "cINN rows: train %d, val %d, test %d (of %d embedded)",
+        len(rows["train"]),
+        len(rows["val"]),
+        len(rows["test"]),
+        table.num_rows,
+    )
     if len(rows["train"]) < 2:
         msg = f"too few usable training rows for the cINN ({len(rows['train'])})"
         raise InputError(msg, source=str(data_urls[0]))
@@ -218,17 +278,32 @@ def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: Ru
     tr, va, te = rows["train"], rows["val"], rows["test"]
 
     arch = CinnArch.from_config(cfg.cinn, rep_dim, init_seed=cfg.seed)
-    model, hist = run_training("cinn", out_url, ystd[tr], reps[tr], ystd[va], reps[va],
-                               loop_config(cfg, arch, cfg.seed), scaling, storage)
+    model, hist = run_training(
+        "cinn",
+        out_url,
+        ystd[tr],
+        reps[tr],
+        ystd[va],
+        reps[va],
+        loop_config(cfg, arch, cfg.seed),
+        scaling,
+        storage,
+    )
     metrics: dict[str, Any] = {
         "n_rows": {k: len(v) for k, v in rows.items()},
         "domains": list(cfg.cinn.domains),
-        "training": {"epochs": hist["epoch"] + 1, "best_val_nll": _finite(hist["best_val"]),
-                     "early_stopped": bool(hist["stopped"]), "history": hist["history"]},
+        "training": {
+            "epochs": hist["epoch"] + 1,
+            "best_val_nll": _finite(hist["best_val"]),
+            "early_stopped": bool(hist["stopped"]),
+            "history": hist["history"],
+        },
         "test": _evaluate(model, transform, reps[te], y[te], lm[te], cfg),
     }
-    files_out: dict[str, bytes] = {"encoder.pt": enc_bytes,
-                                   "cinn.pt": bd.torch_bytes(model.payload())}
+    files_out: dict[str, bytes] = {
+        "encoder.pt": enc_bytes,
+        "cinn.pt": bd.torch_bytes(model.payload()),
+    }
     base_scaler = None
     if baseline:
         cond = np.stack([lm, zz], axis=1)
@@ -238,35 +313,75 @@ def train_cinn(data_urls: Sequence[str], encoder_url: str, out_url: str, cfg: Ru
             msg = "too few training rows with log_mstar and redshift for the baseline"
             raise InputError(msg, source=str(data_urls[0]))
         base_scaler = Standardizer.fit(cond[tr_b])
-        cstd = np.asarray(base_scaler.forward(np.where(ok_b[:, None], cond, 0.0)), np.float32)
-        arch_b = CinnArch.from_config(cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed)
-        bmodel, bhist = run_training("cinn-baseline", out_url, ystd[tr_b], cstd[tr_b],
-                                     ystd[va_b], cstd[va_b],
-                                     loop_config(cfg, arch_b, cfg.seed), scaling, storage)
+        cstd = np.asarray(
+            base_scaler.forward(np.where(ok_b[:, None], cond, 0.0)), np.float32
+        )
+        arch_b = CinnArch.from_config(
+            cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed
+        )
+        bmodel, bhist = run_training(
+            "cinn-baseline",
+            out_url,
+            ystd[tr_b],
+            cstd[tr_b],
+            ystd[va_b],
+            cstd[va_b],
+            loop_config(cfg, arch_b, cfg.seed),
+            scaling,
+            storage,
+        )
         metrics["baseline"] = {
             "inputs": list(BASELINE_INPUTS),
-            "training": {"epochs": bhist["epoch"] + 1,
-                         "best_val_nll": _finite(bhist["best_val"]),
-                         "early_stopped": bool(bhist["stopped"])},
+            "training": {
+                "epochs": bhist["epoch"] + 1,
+                "best_val_nll": _finite(bhist["best_val"]),
+                "early_stopped": bool(bhist["stopped"]),
+            },
             "test": _evaluate(bmodel, transform, cstd[te_b], y[te_b], lm[te_b], cfg),
         }
         files_out["baseline.pt"] = bd.torch_bytes(bmodel.payload())
 
-    ood = build_reference(reps[tr], n_reference=cfg.cinn.n_ood_reference, k=cfg.ood.k,
-                          metric=cfg.ood.metric, quantile=cfg.ood.quantile, seed=cfg.ood.seed,
-                          max_holdout=cfg.ood.max_per_set, fallback_holdout=reps[va])
-    metrics["ood"] = {"n_reference": len(ood.reference), "k": ood.k, "metric": ood.metric,
-                      "norm": ood.norm}
-    files_out.update(bundle_files(
-        transform=transform, run_cfg=run_cfg, ood=ood, metrics=metrics, input_size=size,
-        rep_dim=rep_dim, baseline_scaler=base_scaler))
+    ood = build_reference(
+        reps[tr],
+        n_reference=cfg.cinn.n_ood_reference,
+        k=cfg.ood.k,
+        metric=cfg.ood.metric,
+        quantile=cfg.ood.quantile,
+        seed=cfg.ood.seed,
+        max_holdout=cfg.ood.max_per_set,
+        fallback_holdout=reps[va],
+    )
+    metrics["ood"] = {
+        "n_reference": len(ood.reference),
+        "k": ood.k,
+        "metric": ood.metric,
+        "norm": ood.norm,
+    }
+    files_out.update(
+        bundle_files(
+            transform=transform,
+            run_cfg=run_cfg,
+            ood=ood,
+            metrics=metrics,
+            input_size=size,
+            rep_dim=rep_dim,
+            baseline_scaler=base_scaler,
+        )
+    )
     return bd.write_bundle(out_url, files_out, storage)
 
 
-def bundle_files(*, transform: TargetTransform, run_cfg: RunConfig, ood: OodReference,
-                 metrics: dict[str, Any], input_size: int, rep_dim: int,
-                 baseline_scaler: Standardizer | None = None) -> dict[str, bytes]:
-    """The bundle's metadata files (everything but the weights).
+def bundle_files(
+    *,
+    transform: TargetTransform,
+    run_cfg: RunConfig,
+    ood: OodReference,
+    metrics: dict[str, Any],
+    input_size: int,
+    rep_dim: int,
+    baseline_scaler: Standardizer | None = None,
+) -> dict[str, bytes]:
+    """Return the bundle's metadata files (everything but the weights).
 
     Parameters
     ----------
@@ -291,18 +406,23 @@ def bundle_files(*, transform: TargetTransform, run_cfg: RunConfig, ood: OodRefe
         ``transforms.json``, ``config.yaml``, ``reference.npy``, ``reference_kdist.npy``
         and ``metrics.json``.
     """
-    transforms = {"targets": transform.to_dict(), "input_size": int(input_size),
-                  "rep_dim": int(rep_dim),
-                  "preprocess": run_cfg.preprocess.model_dump(mode="json"),
-                  "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
-                  "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,
-                  "ood": ood.to_dict()}
+    transforms = {
+        "targets": transform.to_dict(),
+        "input_size": int(input_size),
+        "rep_dim": int(rep_dim),
+        "preprocess": run_cfg.preprocess.model_dump(mode="json"),
+        "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
+        "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,
+        "ood": ood.to_dict(),
+    }
     return {
         "transforms.json": json.dumps(transforms, indent=2).encode(),
         "config.yaml": bd.bundle_config(run_cfg).encode(),
         "reference.npy": bd.npy_bytes(ood.reference.astype(np.float32)),
         "reference_kdist.npy": bd.npy_bytes(ood.self_kdist.astype(np.float64)),
-        "metrics.json": json.dumps(_jsonable(metrics), indent=2, allow_nan=False).encode(),
+        "metrics.json": json.dumps(
+            _jsonable(metrics), indent=2, allow_nan=False
+        ).encode(),
     }
 
 

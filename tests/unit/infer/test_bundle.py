@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,8 +52,14 @@ def _write(url: str, tmp, storage=None, baseline: bool = True) -> str:
     torch.manual_seed(0)
     enc = build_encoder(cfg.clr.widths, cfg.clr.blocks, 256, SIZE)
     enc_file = tmp / "encoder.pt"
-    export_encoder(str(enc_file), enc, clr=cfg.clr.model_dump(mode="json"),
-                   preprocess=cfg.preprocess.model_dump(mode="json"), in_size=SIZE, rep_dim=256)
+    export_encoder(
+        str(enc_file),
+        enc,
+        clr=cfg.clr.model_dump(mode="json"),
+        preprocess=cfg.preprocess.model_dump(mode="json"),
+        in_size=SIZE,
+        rep_dim=256,
+    )
     with torch.no_grad():
         reps = enc.eval()(torch.from_numpy(_images(120, 1)).float() / 255).numpy()
     rng = np.random.default_rng(2)
@@ -63,20 +70,32 @@ def _write(url: str, tmp, storage=None, baseline: bool = True) -> str:
     ys = np.asarray(tt.forward(y), np.float32)
     config = loop_config(cfg, CinnArch.from_config(cfg.cinn, 256), seed=0)
     model, _ = fit_cinn((torch.from_numpy(ys), torch.from_numpy(reps)), None, config)
-    files = {"encoder.pt": enc_file.read_bytes(), "cinn.pt": bd.torch_bytes(model.payload())}
+    files = {
+        "encoder.pt": enc_file.read_bytes(),
+        "cinn.pt": bd.torch_bytes(model.payload()),
+    }
     scaler = None
     if baseline:
         scaler = Standardizer.fit(np.stack([lm, z], 1))
         cond = np.asarray(scaler.forward(np.stack([lm, z], 1)), np.float32)
         cfg_b = loop_config(cfg, CinnArch.from_config(cfg.cinn, 2), seed=0)
-        bmodel, _ = fit_cinn((torch.from_numpy(ys), torch.from_numpy(cond)), None, cfg_b)
+        bmodel, _ = fit_cinn(
+            (torch.from_numpy(ys), torch.from_numpy(cond)), None, cfg_b
+        )
         files["baseline.pt"] = bd.torch_bytes(bmodel.payload())
     ood = build_reference(reps, n_reference=cfg.cinn.n_ood_reference, k=cfg.ood.k)
-    run_cfg = cfg.model_copy(update={"preprocess": cfg.preprocess.model_copy(
-        update={"size": SIZE})})
-    files |= bundle_files(transform=tt, run_cfg=run_cfg, ood=ood,
-                          metrics={"test": {"n": 0, "nan_value": float("nan")}},
-                          input_size=SIZE, rep_dim=256, baseline_scaler=scaler)
+    run_cfg = cfg.model_copy(
+        update={"preprocess": cfg.preprocess.model_copy(update={"size": SIZE})}
+    )
+    files |= bundle_files(
+        transform=tt,
+        run_cfg=run_cfg,
+        ood=ood,
+        metrics={"test": {"n": 0, "nan_value": float("nan")}},
+        input_size=SIZE,
+        rep_dim=256,
+        baseline_scaler=scaler,
+    )
     return bd.write_bundle(url, files, storage)
 
 
@@ -100,11 +119,15 @@ def test_load_and_sample_reproducibly(bundle_dir):
     assert a.shape == (6, 40, 3) and a.dtype == np.float32
     assert np.array_equal(a, b.sample_posterior(reps, 40, seed=5))
     assert not np.array_equal(a, b.sample_posterior(reps, 40, seed=6))
-    assert ((a[..., 0] > 0) & (a[..., 0] < 1)).all()  # logit transform keeps fractions in (0, 1)
+    assert (
+        (a[..., 0] > 0) & (a[..., 0] < 1)
+    ).all()  # logit transform keeps fractions in (0, 1)
     # Per-object seeds: an object's samples do not depend on its batch.
     seeds = object_seeds([f"g{i}" for i in range(6)], 1)
     full = b.sample_posterior(reps, 40, seeds=seeds)
-    assert np.array_equal(full[2:4], b.sample_posterior(reps[2:4], 40, seeds=seeds[2:4]))
+    assert np.array_equal(
+        full[2:4], b.sample_posterior(reps[2:4], 40, seeds=seeds[2:4])
+    )
     # Images go through represent() first.
     assert np.allclose(b.sample_posterior(_images(6, 3), 40, seed=5), a, atol=1e-5)
     summ = b.summarize(a)
@@ -146,7 +169,9 @@ def test_tampered_weights_are_rejected(bundle_dir, tmp_path):
     data = bytearray((copy / "cinn.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (copy / "cinn.pt").write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match=r"cinn\.pt: sha256 .* does not match the manifest"):
+    with pytest.raises(
+        CheckpointError, match=r"cinn\.pt: sha256 .* does not match the manifest"
+    ):
         ergo_ray.load_model(str(copy))
 
 
@@ -154,7 +179,7 @@ def test_incomplete_or_forged_bundles_are_rejected(bundle_dir, tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(bundle_dir[0], copy)
     (copy / "reference.npy").unlink()
-    with pytest.raises(CheckpointError, match="reference.npy is missing"):
+    with pytest.raises(CheckpointError, match=r"reference\.npy is missing"):
         ergo_ray.load_model(str(copy))
     (copy / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="not a model bundle"):
@@ -195,13 +220,15 @@ def test_bundle_without_baseline(tmp_path):
 @pytest.mark.s3
 def test_s3_round_trip_identical_samples(bundle_dir, bucket, storage_cfg, tmp_path):
     local = ergo_ray.load_model(bundle_dir[0])
-    src = bundle_dir[0]
-    files = {p: open(f"{src}/{p}", "rb").read() for p in
-             json.loads(open(f"{src}/manifest.json").read())["files"]}
+    src = Path(bundle_dir[0])
+    names = json.loads((src / "manifest.json").read_text())["files"]
+    files = {p: (src / p).read_bytes() for p in names}
     url = f"s3://{bucket}/models/m1"
     assert bd.write_bundle(url, files, storage_cfg) == local.model_id
     remote = ergo_ray.load_model(url, storage=storage_cfg)
     reps = local.represent(_images(5, 11))
     assert np.array_equal(remote.represent(_images(5, 11)), reps)
-    assert np.array_equal(remote.sample_posterior(reps, 25, seed=3),
-                          local.sample_posterior(reps, 25, seed=3))
+    assert np.array_equal(
+        remote.sample_posterior(reps, 25, seed=3),
+        local.sample_posterior(reps, 25, seed=3),
+    )

@@ -46,7 +46,9 @@ def test_round_trip_and_bad_rows():
 
 
 def test_small_training_set_uses_fallback_holdout():
-    ref = build_reference(_reps(20, 7), n_reference=32, k=8, fallback_holdout=_reps(30, 8))
+    ref = build_reference(
+        _reps(20, 7), n_reference=32, k=8, fallback_holdout=_reps(30, 8)
+    )
     assert len(ref.reference) == 11  # k + 1 training reps kept out for calibration
     assert ref.norm > 0
     with pytest.raises(InputError, match="at least"):

@@ -25,7 +25,9 @@ def test_bimodal_map_on_taller_mode():
     for i, (a, b) in enumerate([(0.2, 0.7), (0.7, 0.2)]):
         k = rng.random(400) < 0.7
         s[i, :, 0] = np.where(k, rng.normal(a, 0.04, 400), rng.normal(b, 0.04, 400))
-        s[i, :, 1] = np.where(k, rng.normal(15 * a, 0.3, 400), rng.normal(15 * b, 0.3, 400))
+        s[i, :, 1] = np.where(
+            k, rng.normal(15 * a, 0.3, 400), rng.normal(15 * b, 0.3, 400)
+        )
         s[i, :, 2] = rng.normal(10, 0.2, 400)
     out = summarize(s, device="cpu")
     assert out["exsitu_frac_map"][0] == pytest.approx(0.2, abs=0.03)
@@ -64,7 +66,9 @@ def test_moments_and_quantiles_match_numpy():
     for key, q in (("p05", 0.05), ("p16", 0.16), ("p84", 0.84), ("p95", 0.95)):
         assert np.allclose(out[f"exsitu_frac_{key}"], np.quantile(fx, q, axis=1))
     keep = s[5, :, 1] < 15
-    assert out["lmm_lookback_gyr_p16"][5] == pytest.approx(np.quantile(s[5, keep, 1], 0.16))
+    assert out["lmm_lookback_gyr_p16"][5] == pytest.approx(
+        np.quantile(s[5, keep, 1], 0.16)
+    )
     assert out["p_no_major_merger"][5] == pytest.approx(1 - keep.mean())
 
 

@@ -31,12 +31,18 @@ def _truth(n: int = 200, seed: int = 0) -> np.ndarray:
 
 
 def test_encode_truth_sentinels_outside_valid_ranges():
-    y, usable = encode_truth(np.array([0.2, np.nan, 0.3, 1.2]), np.array([3.0, 2.0, np.nan, 1.0]),
-                             np.array([9.0, 10.0, 9.5, np.nan]))
+    y, usable = encode_truth(
+        np.array([0.2, np.nan, 0.3, 1.2]),
+        np.array([3.0, 2.0, np.nan, 1.0]),
+        np.array([9.0, 10.0, 9.5, np.nan]),
+    )
     assert usable.tolist() == [True, False, True, False]
     assert y[0].tolist() == [0.2, 3.0, 9.0]
     # Missing lookback OR missing mass: no major merger, both sentinels.
-    assert y[2, 1:].tolist() == [NO_MERGER_VALUES["lmm_lookback_gyr"], NO_MERGER_VALUES["lmm_log_mass"]]
+    assert y[2, 1:].tolist() == [
+        NO_MERGER_VALUES["lmm_lookback_gyr"],
+        NO_MERGER_VALUES["lmm_log_mass"],
+    ]
     assert y[3, 1:].tolist() == [15.0, 6.0]
     lo, hi = VALID_RANGES["lmm_lookback_gyr"]
     assert not lo <= 15.0 <= hi
