@@ -328,39 +328,35 @@ def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bu
 
 
 # ------------------------------------------------------------------ interruptions
-def _spawn(argv: list[str]) -> subprocess.Popen:
+def _spawn(argv: list[str], log) -> subprocess.Popen:
+    """Run the CLI in its own session with its own local Ray; output to the file ``log``."""
     env = dict(os.environ)
     env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([sys.executable, "-m", "ergo_ray.cli.main", *argv], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    with open(log, "wb") as fh:
+        return subprocess.Popen([sys.executable, "-m", "ergo_ray.cli.main", *argv], env=env,
+                                stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _descendants(pid: int) -> list[int]:
-    import psutil
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the job's process group: its driver and the Ray instance it started.
 
+    The job runs in its own session (``start_new_session``), so its process group holds
+    only processes this test started: the driver, GCS, raylet and Ray's workers.
+    """
     try:
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(30)
 
 
-def _reap(pids: list[int]) -> None:
-    """Kill what is left of a killed job's own Ray instance (only processes it started)."""
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _wait_for(cond, timeout: float, proc: subprocess.Popen) -> None:
+def _wait_for(cond, timeout: float, proc: subprocess.Popen, log) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if cond():
             return
         if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            out = log.read_text(errors="replace")
             pytest.fail(f"catalog exited early with {proc.returncode}:\n{out[-3000:]}")
         time.sleep(0.1)
     pytest.fail("timed out waiting for the catalogue job")
@@ -391,22 +387,15 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
     out = tmp_path / "cat"
     argv = ["catalog", "--preset", "ci", "--model", bundle, "--in", str(tmp_path / "prep"),
             "--out", str(out), *SLOW_ARGS]
-    proc = _spawn(argv)
-    family: list[int] = []
+    log = tmp_path / "job.log"
+    proc = _spawn(argv, log)
     try:
-        def some_parts() -> bool:
-            family.extend(p for p in _descendants(proc.pid) if p not in family)
-            return len(_parts(out)) >= 3
-        _wait_for(some_parts, 300, proc)
-        family.extend(p for p in _descendants(proc.pid) if p not in family)
-        os.kill(proc.pid, signal.SIGKILL)
+        _wait_for(lambda: len(_parts(out)) >= 3, 300, proc, log)
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only; Ray's own processes follow it
         proc.wait(30)
         written = len(_parts(out))
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-        _reap(family)
+        _kill_group(proc)
     assert 3 <= written < N_UNITS, "the driver was not killed mid-run"
     assert not (out / "_SUCCESS").exists()
     # re-run the same command (here in-process, on the test session's Ray)
@@ -426,37 +415,32 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
 
 
 @pytest.mark.slow
-def test_killed_actor_is_restarted_and_nothing_is_lost(ray_session, bundle, tmp_path, ci_cfg):
+def test_killed_actor_is_restarted_and_nothing_is_lost(bundle, tmp_path, ci_cfg):
     ids = write_prepared_shards(tmp_path / "prep", N_UNITS, ROWS, ci_cfg.preprocess.size,
                                 seed=5)
     out = tmp_path / "cat"
+    log = tmp_path / "job.log"
     proc = _spawn(["catalog", "--preset", "ci", "--model", bundle, "--in",
-                   str(tmp_path / "prep"), "--out", str(out), *SLOW_ARGS])
-    family: list[int] = []
+                   str(tmp_path / "prep"), "--out", str(out), *SLOW_ARGS], log)
     actors_dir = out / "_meta" / "actors"
     try:
         def actor_working() -> bool:
-            family.extend(p for p in _descendants(proc.pid) if p not in family)
             return actors_dir.exists() and any(actors_dir.iterdir()) and len(_parts(out)) >= 2
-        _wait_for(actor_working, 300, proc)
+        _wait_for(actor_working, 300, proc, log)
         first = json.loads(next(actors_dir.iterdir()).read_text())
         os.kill(first["pid"], signal.SIGKILL)
         written = len(_parts(out))
-        stdout, _ = proc.communicate(timeout=420)
+        rc = proc.wait(420)
     finally:
-        family.extend(p for p in _descendants(proc.pid) if p not in family)
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-        _reap(family)
-    log = stdout.decode(errors="replace")
-    assert proc.returncode == 0, log[-3000:]
+        _kill_group(proc)
+    text = log.read_text(errors="replace")
+    assert rc == 0, text[-3000:]
     assert written < N_UNITS, "the actor was not killed mid-run"
     _check_exactly_once(out, ids)
     started = json.loads((out / "_meta" / "actors.json").read_text())["started_actors"]
     pids = {a["pid"] for a in started}
     assert first["pid"] in pids and len(pids) >= 2, "no replacement actor started"
-    assert "catalog done: 240 rows (0 errors) from 60 units" in log
+    assert "catalog done: 240 rows (0 errors) from 60 units" in text
 
 
 def test_rerun_with_other_seed_is_refused(ray_session, bundle, tmp_path, ci_cfg):
