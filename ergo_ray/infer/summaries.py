@@ -213,15 +213,8 @@ def _kde_map_block(
     hist.scatter_add_(1, i0.long(), (1 - w) * wv)
     hist.scatter_add_(1, i0.long() + 1, w * wv)
 
-    # Per-row Gaussian kernel over offsets -(G-1)..(G-1), linear convolution via FFT.
-    offs = torch.arange(-(grid - 1), grid, device=dev, dtype=torch.float64)
     h_grid = torch.where(ok, bw / step, torch.ones_like(bw))
-    kern = torch.exp(-0.5 * (offs[None, :] / h_grid[:, None]) ** 2)
-    length = 1 << (3 * grid - 2).bit_length()
-    full = torch.fft.irfft(
-        torch.fft.rfft(hist, length) * torch.fft.rfft(kern, length), length
-    )
-    dens = full[:, grid - 1 : 2 * grid - 1]
+    dens = _gaussian_smooth(hist, h_grid)
     dens = dens / dens.amax(dim=1, keepdim=True).clamp(min=1e-300)
 
     pos = _most_prominent_peak(dens)
@@ -229,6 +222,33 @@ def _kde_map_block(
     single = srt[:, 0]  # one valid value, or all equal: that value is the mode
     nan = torch.full_like(est, math.nan)
     return torch.where(ok, est, torch.where(n >= 1, single, nan))
+
+
+def _gaussian_smooth(hist: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Convolve each row of ``hist`` with a Gaussian of ``h[row]`` grid steps (linear, FFT).
+
+    The kernel's transform is analytic: the DFT of a sampled Gaussian is, by Poisson
+    summation, a sum of shifted Gaussians, ``sum_q exp(-2 pi^2 h^2 (f + q)^2)``; enough alias
+    terms are kept for the narrowest row. The FFT length leaves at least ten kernel widths of
+    zero padding, so the circular convolution equals the linear one on the grid.
+    """
+    b, g = hist.shape
+    h_max = float(h.max()) if b else 1.0
+    length = 1 << int(math.ceil(math.log2(g + max(10.0 * h_max, 2.0))))
+    freq = torch.arange(length // 2 + 1, device=hist.device, dtype=hist.dtype) / length
+    h_min = max(float(h.min()) if b else 1.0, 1e-3)
+    n_alias = min(64, int(math.ceil(math.sqrt(40.0 / (2 * math.pi**2)) / h_min)) + 1)
+    a = (2 * math.pi**2) * h[:, None] ** 2
+    kf = torch.exp(-a * freq[None, :] ** 2)
+    for q in range(1, n_alias + 1):
+        # Alias terms matter only for narrow kernels (a few rows, if any).
+        rows = torch.nonzero(a[:, 0] * (q - 0.5) ** 2 < 40.0).squeeze(1)
+        if not rows.numel():
+            break
+        ar = a[rows]
+        kf[rows] += torch.exp(-ar * (freq[None, :] + q) ** 2)
+        kf[rows] += torch.exp(-ar * (freq[None, :] - q) ** 2)
+    return torch.fft.irfft(torch.fft.rfft(hist, length) * kf, length)[:, :g]
 
 
 def _most_prominent_peak(d: torch.Tensor) -> torch.Tensor:
