@@ -234,10 +234,10 @@ def _gaussian_smooth(hist: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """
     b, g = hist.shape
     h_max = float(h.max()) if b else 1.0
-    length = 1 << int(math.ceil(math.log2(g + max(10.0 * h_max, 2.0))))
+    length = 1 << math.ceil(math.log2(g + max(10.0 * h_max, 2.0)))
     freq = torch.arange(length // 2 + 1, device=hist.device, dtype=hist.dtype) / length
     h_min = max(float(h.min()) if b else 1.0, 1e-3)
-    n_alias = min(64, int(math.ceil(math.sqrt(40.0 / (2 * math.pi**2)) / h_min)) + 1)
+    n_alias = min(64, math.ceil(math.sqrt(40.0 / (2 * math.pi**2)) / h_min) + 1)
     a = (2 * math.pi**2) * h[:, None] ** 2
     kf = torch.exp(-a * freq[None, :] ** 2)
     for q in range(1, n_alias + 1):
