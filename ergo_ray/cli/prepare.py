@@ -1,0 +1,75 @@
+"""``ergo-ray prepare``: raw cutouts (FITS or raw shards) → prepared training/inference shards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ergo_ray import provenance
+from ergo_ray.config.schema import RunConfig
+from ergo_ray.io import storage as st
+
+log = logging.getLogger("ergo_ray")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of the ``prepare`` stage.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The stage's sub-parser.
+    """
+    parser.add_argument("--in", required=True, dest="in_url", metavar="URL",
+                        help="raw input: mock/ingested folder (raw shards, TNG or HSC FITS)")
+    parser.add_argument("--out", required=True, metavar="URL", help="output folder URL")
+    parser.add_argument("--catalog", default=None, metavar="URL",
+                        help="catalogue to join to FITS files (default: IN/catalog if present)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete a previous prepare run in --out first (default: resume it)")
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    argv = ["prepare", "--in", st.redact(args.in_url), "--out", st.redact(args.out)]
+    if args.catalog:
+        argv += ["--catalog", st.redact(args.catalog)]
+    if args.overwrite:
+        argv.append("--overwrite")
+    if args.preset:
+        argv += ["--preset", args.preset]
+    for item in args.overrides:
+        key = item.split("=", 1)[0]
+        secret = any(s in key.lower() for s in ("key", "secret", "token", "password"))
+        argv += ["--set", f"{key}=***" if secret else item]
+    return argv
+
+
+def run(args: argparse.Namespace, cfg: RunConfig) -> int:
+    """Prepare the input on Ray Data and log a one-line summary.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options.
+    cfg : RunConfig
+        Resolved configuration.
+
+    Returns
+    -------
+    int
+        0 when the job finished (bad galaxies are listed in ``OUT/errors``, not fatal).
+    """
+    from ergo_ray.preprocess.prepare import prepare_survey
+    from ergo_ray.runtime import ensure_ray
+
+    ensure_ray(cfg)
+    res = prepare_survey(args.in_url, args.out, cfg, args.catalog, overwrite=args.overwrite)
+    provenance.write(args.out, cfg, "prepare", _argv(args))
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(res["reasons"].items())) or "none"
+    log.info(
+        "prepare: %d prepared, %d failed (%s) from %d units%s -> %s (%d files, %d px, %.1f s)",
+        res["ok"], res["errors"], reasons, res["units"],
+        f" ({res['units_resumed']} resumed)" if res["units_resumed"] else "",
+        st.redact(args.out), res["files"], cfg.preprocess.size, res["seconds"],
+    )
+    return 0
