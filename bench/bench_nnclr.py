@@ -34,8 +34,9 @@ from ergo_ray.config.loader import load_config
 from ergo_ray.io import storage as st
 from ergo_ray.runtime import ensure_ray, set_env_defaults
 from ergo_ray.train.checkpoint import read_metrics
-from ergo_ray.train.clr_loop import ClrTrainer, check_inputs, fit_nnclr, loop_config, resolve_preprocess
+from ergo_ray.train.clr_loop import ClrTrainer, loop_config
 from ergo_ray.train.data import iterate_batches, read_split, write_toy_prepared_shards
+from ergo_ray.train.nnclr_stage import check_inputs, fit_nnclr, resolve_preprocess
 
 
 def _plain_images_per_s(config: dict, images: np.ndarray, epochs: int) -> list[float]:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """
     from ergo_ray import provenance
     from ergo_ray.runtime import ensure_ray
-    from ergo_ray.train.clr_loop import check_inputs, fit_nnclr
+    from ergo_ray.train.nnclr_stage import check_inputs, fit_nnclr
 
     st.locate(args.out)
     # Options and inputs are checked before Ray starts (exit status 2, one line).

@@ -1,9 +1,11 @@
 """Training: Ray Data inputs, the NNCLR and cINN loops on Ray Train, checkpoints.
 
-Submodules are imported on demand (``from ergo_ray.train.checkpoint import load_encoder``)
-so that importing one does not pull in Ray.
+NNCLR: :mod:`~ergo_ray.train.data` (prepared shards → datasets), :mod:`~ergo_ray.train.clr_loop`
+(the per-worker loop), :mod:`~ergo_ray.train.nnclr_stage` (the ``train-nnclr`` driver),
+:mod:`~ergo_ray.train.knn_monitor`, :mod:`~ergo_ray.train.checkpoint` (``load_encoder``).
+Submodules are imported on demand, so that importing one does not pull in Ray.
 """
 
 from __future__ import annotations
 
-__all__ = ["checkpoint", "clr_loop", "data", "knn_monitor"]
+__all__: list[str] = []

@@ -67,7 +67,7 @@ def test_two_workers_checkpoint_to_s3_and_resume(ray_session, toy, bucket, s3_ov
 
 
 def test_worker_failure_is_retried_from_last_checkpoint(ray_session, toy, tmp_path):
-    from ergo_ray.train.clr_loop import fit_nnclr
+    from ergo_ray.train.nnclr_stage import fit_nnclr
 
     cfg = load_config("ci", overrides=SETTINGS)
     marker = str(tmp_path / "failed-once")
@@ -80,6 +80,10 @@ def test_worker_failure_is_retried_from_last_checkpoint(ray_session, toy, tmp_pa
     assert rows[1]["resumed_at_epoch"] == 1  # the retried worker group resumed
     assert summary["epochs"] == 2
     assert load_encoder(summary["encoder"])[1]["epoch"] == 1
+    # re-running a finished run trains nothing more and keeps its outputs
+    again = fit_nnclr(cfg, data=toy, out=out, workers=1, epochs=2)
+    assert again["epochs"] == 2
+    assert read_metrics(st.join(out, "metrics.jsonl")) == rows
 
 
 def test_bad_input_is_a_one_line_error(tmp_path, capsys):

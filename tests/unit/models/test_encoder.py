@@ -52,5 +52,5 @@ def test_representation_head_is_two_relu_linear_layers():
 
 @pytest.mark.parametrize(("widths", "blocks"), [((8, 16), (1,)), ((), ()), ((8, 0), (1, 1))])
 def test_bad_sizes_raise(widths, blocks):
-    with pytest.raises(ValueError, match="widths|positive"):
+    with pytest.raises(ValueError, match=r"widths|positive"):
         build_encoder(widths, blocks, 256, 32)

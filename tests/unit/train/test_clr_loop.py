@@ -83,7 +83,7 @@ def test_state_round_trip_resumes_exactly(toy, config, tmp_path):
     assert torch.equal(fresh.criterion.bank.bank, trainer.criterion.bank.bank)
     assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
     other = dict(config, clr=dict(config["clr"], widths=[4, 8]))
-    with pytest.raises(CheckpointError, match="clr.widths"):
+    with pytest.raises(CheckpointError, match=r"clr\.widths"):
         ClrTrainer(other, torch.device("cpu")).load(state, source="ck")
 
 
