@@ -10,7 +10,6 @@ noise at HSC Wide depth, a residual sky offset and source Poisson noise
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
@@ -32,7 +31,6 @@ from ergo_ray.types import PIXEL_SCALE_ARCSEC
 
 __all__ = ["Rendered", "mock_object", "render_view"]
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 _GSPARAMS: Any = None
 
@@ -42,6 +40,9 @@ def _galsim() -> Any:
     import galsim
 
     if _GSPARAMS is None:
+        # GalSim's C++ layer is not thread-safe and its OpenMP can hang forked children:
+        # one process per core, one thread each (research §5).
+        galsim.utilities.set_omp_threads(1)
         _GSPARAMS = galsim.GSParams(
             folding_threshold=1e-2, maxk_threshold=2e-3, maximum_fft_size=2048
         )
@@ -194,7 +195,7 @@ def _group_kimages(
 
 def _draw_star(galsim: Any, view: View, band: int, flux: float,
                pos: tuple[float, float], n: int) -> np.ndarray:
-    """A star in real space (3× oversampled, binned): no k-space ringing around bright stars."""
+    """Draw a star in real space (3× oversampled, binned): no ringing around bright stars."""
     ovs = 3
     psf = (
         _base("moffat", 0.0, 0.0)
