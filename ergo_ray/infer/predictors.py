@@ -346,7 +346,10 @@ class PosteriorPredictor:
         errors: list[str | None] = [None] * n
 
         def to_dev(arr: np.ndarray) -> torch.Tensor:
-            t = torch.from_numpy(np.ascontiguousarray(arr))
+            arr = np.ascontiguousarray(arr)
+            if not arr.flags.writeable:  # zero-copy Arrow buffers are read-only
+                arr = arr.copy()
+            t = torch.from_numpy(arr)
             return (t.pin_memory() if cuda else t).to(dev, non_blocking=True)
 
         seeds = object_seeds(object_ids, self.seed)
