@@ -125,7 +125,7 @@ def sigma_clipped_stats(
     tuple of float
         (median, std); NaN for an empty sample.
     """
-    v = np.asarray(values, dtype=np.float64).ravel()
+    v = np.asarray(values, dtype=np.float32).ravel()
     if v.size == 0:
         return float("nan"), float("nan")
     for _ in range(maxiters):
@@ -151,7 +151,7 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return yy.astype(np.float32), xx.astype(np.float32)
 
 
-def _subsample(a: np.ndarray, limit: int = 4096) -> np.ndarray:
+def _subsample(a: np.ndarray, limit: int = 2048) -> np.ndarray:
     """Return a strided subsample of a flat array with at most about ``limit`` values."""
     step = max(1, a.size // limit)
     return a[::step]

@@ -81,11 +81,11 @@ def log_stretch(band: np.ndarray, box_px: int) -> np.ndarray:
         ``empty_band`` when no pixel is positive; ``flat_stretch`` when the upper limit is
         not above the lower one.
     """
-    x = np.asarray(band, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.log10(np.where(x > 0, x, np.nan))
-    y[y < LOG_FLOOR] = np.nan
-    fin = np.isfinite(y)
+    x = np.asarray(band, dtype=np.float32)
+    fin = x > np.float32(10.0**LOG_FLOOR)  # x <= 0, NaN and log10 x < -7 are missing
+    y = np.full(x.shape, np.nan, dtype=np.float32)
+    np.log10(x, out=y, where=fin)
+    fin &= np.isfinite(y)
     if not fin.any():
         msg = "no positive pixel in the band: the log stretch is undefined"
         raise BadObjectError(msg, reason=reasons.EMPTY_BAND)

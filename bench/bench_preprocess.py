@@ -1,0 +1,165 @@
+"""Benchmark: preprocessing (prepare_image), selection matching and split assignment.
+
+Figures, all measured in one run on the same machine:
+
+1. **prepare_image throughput**, galaxies per second per core for 128-px outputs from
+   200-px mock stamps (3 bands, noise, field objects; Petrosian fit with deblending, crop,
+   resize, log stretch), single process, ``OMP_NUM_THREADS=1``. Per core = per CPU-second
+   of this process (``time.process_time``); the wall-clock rate is printed beside it. Goal
+   ≥ 200 galaxies/s/core. Peer: the photutils pipeline of the same measurement (astropy
+   sigma clipping, ``detect_sources``, ``SourceCatalog`` centroid, exact ``CurveOfGrowth``
+   apertures every 0.5 px; no deblending, which needs scikit-image), on the same stamps.
+2. **match**: seconds for one-to-one box matching of N observed to N simulated rows
+   (N = 10^6; 10^5 with ``--quick``). Peer: one ``np.lexsort`` of the simulated rows on the
+   three features (a floor for any sort/bin-based method).
+3. **assign_split**: root_ids per second (hash of seed and id).
+
+Run: ``python bench/bench_preprocess.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+GOAL_RATE = 200.0
+
+
+def _stamps(n: int, stamp_px: int = 200) -> list:
+    from ergo_ray.mock import mock_object
+
+    return [mock_object(d, 11, i, 0, stamp_px)[1] for i in range(n // 2) for d in ("hsc", "tng100")]
+
+
+def prepare_rate(cuts: list, size: int = 128, repeat: int = 2) -> tuple[float, float, int]:
+    """Return (galaxies per CPU-second, per wall-second, failures) for prepare_image."""
+    from ergo_ray.errors import BadObjectError
+    from ergo_ray.preprocess import prepare_image
+
+    for c in cuts[:4]:  # warm-up (imports, caches)
+        try:
+            prepare_image(c, size=size)
+        except BadObjectError:
+            pass
+    fails = 0
+    c0, w0 = time.process_time(), time.perf_counter()
+    for _ in range(repeat):
+        for c in cuts:
+            try:
+                prepare_image(c, size=size)
+            except BadObjectError:
+                fails += 1
+    n = repeat * len(cuts)
+    return n / (time.process_time() - c0), n / (time.perf_counter() - w0), fails // repeat
+
+
+def photutils_rate(cuts: list) -> float:
+    """Galaxies per CPU-second of a photutils curve-of-growth measurement of R50/R90."""
+    import warnings
+
+    from astropy.convolution import Gaussian2DKernel, convolve
+    from astropy.stats import sigma_clipped_stats
+    from photutils.profiles import CurveOfGrowth
+    from photutils.segmentation import SourceCatalog, detect_sources
+
+    kernel = Gaussian2DKernel(3.0 / 2.3548, x_size=3, y_size=3)
+    kernel.normalize()
+    c0 = time.process_time()
+    for cut in cuts:
+        band, bad = cut.image[1].astype(np.float64), cut.bad_pixels()[1]
+        h, w = band.shape
+        c = h // 2
+        lo = np.median(band[~bad])
+        hi = np.percentile(band[c - 10 : c + 10, c - 10 : c + 10], 99)
+        s = np.clip((band - lo) / (hi - lo), 0, 1)
+        _, med, std = sigma_clipped_stats(s, mask=bad, sigma=3.0, maxiters=5)
+        segm = detect_sources(convolve(s, kernel, boundary="extend"), med + 3 * std,
+                              n_pixels=16, mask=bad)
+        if segm is None:
+            continue
+        lab = segm.data[c, c] or segm.labels[0]
+        _, bkg, _ = sigma_clipped_stats(band, mask=(segm.data > 0) | bad)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            src = SourceCatalog(np.clip(band - bkg, 0, None), segm).select_label(lab)
+            xc, yc = float(src.x_centroid), float(src.y_centroid)
+        r_max = min(xc, w - 1 - xc, yc, h - 1 - yc)
+        if r_max < 2:
+            continue
+        cog = CurveOfGrowth(band - bkg, (xc, yc), np.arange(0.5, r_max, 0.5),
+                            mask=bad | ((segm.data > 0) & (segm.data != lab)))
+        _ = cog.profile
+    return len(cuts) / (time.process_time() - c0)
+
+
+def match_seconds(n: int) -> tuple[float, float, int]:
+    """(seconds for match_sets, seconds for the lexsort floor, pairs) on N x N rows."""
+    from ergo_ray.preprocess.match import match_sets
+
+    rng = np.random.default_rng(0)
+
+    def cat(shift: float) -> np.ndarray:
+        return np.stack([rng.uniform(0.1, 0.4, n), rng.normal(19 + shift, 1.2, n),
+                         rng.lognormal(np.log(15), 0.4, n)], axis=1)
+
+    obs, sim = cat(0.0), cat(0.3)
+    c0 = time.process_time()
+    oi, _ = match_sets(obs, sim, seed=42)
+    t_match = time.process_time() - c0
+    c0 = time.process_time()
+    np.lexsort((sim[:, 2], sim[:, 1], sim[:, 0]))
+    return t_match, time.process_time() - c0, int(oi.size)
+
+
+def split_rate(n: int) -> float:
+    """root_ids per CPU-second of assign_split."""
+    from ergo_ray.preprocess.split import assign_split
+
+    ids = [f"tng100-1-{i:07d}" for i in range(n)]
+    c0 = time.process_time()
+    assign_split(ids, seed=42)
+    return n / (time.process_time() - c0)
+
+
+def run(quick: bool) -> list[dict]:
+    """Run the benchmark and return its rows (see ``bench/run.py``)."""
+    cuts = _stamps(16 if quick else 100)
+    rate, wall, fails = prepare_rate(cuts, repeat=1 if quick else 2)
+    peer = photutils_rate(cuts[: 6 if quick else 30])
+    n_match = 100_000 if quick else 1_000_000
+    t_match, t_sort, pairs = match_seconds(n_match)
+    n_split = 100_000 if quick else 1_000_000
+    srate = split_rate(n_split)
+    return [
+        {"figure": f"prepare_image 200->128 px ({len(cuts)} mock stamps, {fails} failed fits; "
+                   f"wall {wall:.0f}/s)",
+         "value": rate, "unit": "galaxies/s/core", "goal": f">= {GOAL_RATE:.0f} "
+         f"({rate / GOAL_RATE:.2f} of goal)", "peer": peer, "ratio": rate / peer},
+        {"figure": f"match {n_match:,} x {n_match:,} rows ({pairs:,} pairs)",
+         "value": t_match, "unit": "s (CPU)", "goal": "seconds for 10^6", "peer": t_sort,
+         "ratio": t_match / t_sort},
+        {"figure": f"assign_split {n_split:,} root_ids", "value": srate, "unit": "ids/s",
+         "goal": "-", "peer": None, "ratio": None},
+    ]
+
+
+def main() -> None:
+    """Print the rows as a table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small smoke run")
+    args = p.parse_args()
+    for row in run(args.quick):
+        peer = "-" if row["peer"] is None else f"{row['peer']:.3g}"
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3g}"
+        print(f"{row['figure']}: {row['value']:.3g} {row['unit']} (goal {row['goal']}; "
+              f"peer {peer}, ratio {ratio})")
+
+
+if __name__ == "__main__":
+    main()
