@@ -196,7 +196,7 @@ def ceiling(model: str, data: Path, *, samples: int, batch: int, threads: int) -
     from ergo_ray.infer.predictors import PosteriorPredictor
 
     t = pads.dataset(data / "shards", format="parquet").to_table()
-    size = int(round((t.column("image").type.list_size / 3) ** 0.5))
+    size = round((t.column("image").type.list_size / 3) ** 0.5)
     images = t.column("image").combine_chunks().flatten().to_numpy().reshape(-1, 3, size, size)
     ids = t.column("object_id").to_pylist()
     prev = torch.get_num_threads()

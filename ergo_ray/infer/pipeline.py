@@ -242,7 +242,7 @@ def discover_units(in_url: str, storage_cfg: StorageConfig | None = None
 
 
 def _raw_identity(unit: Mapping[str, Any]) -> Any:
-    """What identifies a raw unit: its file, or its objects and their files."""
+    """Return what identifies a raw unit: its file, or its objects and their files."""
     if "url" in unit:
         return {"kind": unit.get("kind"), "url": storage.redact(str(unit["url"]))}
     items = [[(it.get("row") or {}).get("object_id"), it.get("url") or it.get("files")]
@@ -471,11 +471,11 @@ def _bundle_info(model: str, storage_cfg: StorageConfig | None
 def _check_gpus(opts: CatalogOptions) -> None:
     import ray
 
-    if opts.gpus_per_actor > 0 and not os.environ.get("RAY_ADDRESS"):
-        if ray.cluster_resources().get("GPU", 0) < opts.gpus_per_actor:
-            msg = (f"--gpus-per-actor {opts.gpus_per_actor:g} but this Ray instance has no "
-                   "GPU; use --gpus-per-actor 0 on a CPU machine")
-            raise ConfigError(msg)
+    local = not os.environ.get("RAY_ADDRESS")
+    if local and 0 < opts.gpus_per_actor > ray.cluster_resources().get("GPU", 0):
+        msg = (f"--gpus-per-actor {opts.gpus_per_actor:g} but this Ray instance has no "
+               "GPU; use --gpus-per-actor 0 on a CPU machine")
+        raise ConfigError(msg)
 
 
 def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,

@@ -33,7 +33,11 @@ import pyarrow.parquet as pq
 
 from ergo_ray.errors import BadObjectError, ErgoRayError, InputError
 from ergo_ray.io import storage
-from ergo_ray.io.schemas import META_IMAGE_SHAPE, posterior_schema, posterior_summary_columns
+from ergo_ray.io.schemas import (
+    META_IMAGE_SHAPE,
+    posterior_schema,
+    posterior_summary_columns,
+)
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
@@ -242,7 +246,7 @@ def read_units(batch: dict[str, np.ndarray], *, storage_cfg: StorageConfig | Non
 
 
 def output_schema(keep_representation: bool, rep_dim: int = 256) -> pa.Schema:
-    """Schema of the model stage's output: the catalogue's columns plus bookkeeping."""
+    """Return the model stage's output schema: the catalogue's columns plus bookkeeping."""
     base = posterior_schema(keep_representation, rep_dim)
     extra = [pa.field("_unit", pa.string()), pa.field("_seq", pa.int32()),
              pa.field("_unit_rows", pa.int32()), pa.field("_node", pa.string()),
@@ -393,7 +397,7 @@ class PosteriorPredictor:
         idx = np.flatnonzero(np.array([e is None for e in errors], bool) & (seq >= 0))
         if idx.size:
             img = batch.column("image").combine_chunks()
-            side = int(round((img.type.list_size / 3) ** 0.5))
+            side = round((img.type.list_size / 3) ** 0.5)
             flat = img.flatten().to_numpy(zero_copy_only=False)
             images = flat.reshape(n, 3, side, side)[idx]
             s, o, r, errs = self.infer(images, [ids[i] for i in idx])

@@ -35,7 +35,7 @@ def format_duration(seconds: float) -> str:
     """
     if not seconds >= 0 or seconds == float("inf"):
         return "?"
-    s = int(round(seconds))
+    s = round(seconds)
     return f"{s // 3600}:{(s % 3600) // 60:02d}:{s % 60:02d}"
 
 

@@ -7,6 +7,7 @@ plumbing and the exactly-once guarantees, not the science.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -343,10 +344,8 @@ def _kill_group(proc: subprocess.Popen) -> None:
     The job runs in its own session (``start_new_session``), so its process group holds
     only processes this test started: the driver, GCS, raylet and Ray's workers.
     """
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait(30)
 
 

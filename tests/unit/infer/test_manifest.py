@@ -63,7 +63,8 @@ def test_resume_skips_written_parts_and_stats_count(tmp_path):
     m.write_part(units[1], _rows(units[1], ["a", "b"], errors={"b"}))
     # a stray temporary file of a killed run is neither a part nor kept
     tmp = os.path.join(out, "parts", f"part-{units[0].key}.parquet.tmp-dead")
-    open(tmp, "wb").write(b"PAR1 half")
+    with open(tmp, "wb") as fh:
+        fh.write(b"PAR1 half")
     again = Manifest(out, units, FP)
     assert again.open() is True
     assert [u.key for u in again.pending()] == [units[0].key, units[2].key]
@@ -79,7 +80,8 @@ def test_resume_skips_written_parts_and_stats_count(tmp_path):
     st = again.stats()
     assert (st.rows, st.errors, st.units, st.duplicates) == (3, 1, 3, 0)
     again.finish(st, {"model_id": "m1"})
-    body = json.loads(open(os.path.join(out, "_SUCCESS")).read())
+    with open(os.path.join(out, "_SUCCESS")) as fh:
+        body = json.load(fh)
     assert body["rows"] == 3 and body["errors"] == 1 and body["fingerprint"] == FP
     md = pq.read_schema(os.path.join(out, "parts", f"part-{units[1].key}.parquet")).metadata
     assert md[META_UNIT] == units[1].key.encode() and md[META_ERRORS] == b"1"
