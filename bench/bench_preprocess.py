@@ -20,13 +20,14 @@ Run: ``python bench/bench_preprocess.py [--quick]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 GOAL_RATE = 200.0
 
@@ -43,10 +44,8 @@ def prepare_rate(cuts: list, size: int = 128, repeat: int = 2) -> tuple[float, f
     from ergo_ray.preprocess import prepare_image
 
     for c in cuts[:4]:  # warm-up (imports, caches)
-        try:
+        with contextlib.suppress(BadObjectError):
             prepare_image(c, size=size)
-        except BadObjectError:
-            pass
     fails = 0
     c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(repeat):

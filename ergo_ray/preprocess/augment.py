@@ -36,7 +36,7 @@ def _affine_theta(
     flips: bool,
     gen: torch.Generator,
 ) -> torch.Tensor:
-    """Sampling matrices (N, 2, 3) mapping output to input coordinates (normalised)."""
+    """Return sampling matrices (N, 2, 3) mapping output to input coordinates (normalised)."""
     ang = torch.deg2rad(_uniform(n, -rotation_deg, rotation_deg, gen))
     # torchvision draws the shift in whole pixels up to translate * side; in normalised
     # coordinates ([-1, 1] across the image) a shift of f * side is 2 f.
@@ -104,9 +104,23 @@ def augment_batch(
     generator : torch.Generator
         Source of every random number; on ``x``'s device for speed (a CPU generator with a
         GPU batch also works: the parameters are drawn on the CPU and moved).
-    rotation_deg, translate, zoom_min, zoom_max, flips, blur_sigma_min, blur_sigma_max, noise_sigma_min, noise_sigma_max
-        The fields of :class:`~ergo_ray.config.schema.AugmentConfig` (``cfg.clr.augment``),
-        passed as plain arguments: ``augment_batch(x, g, **cfg.clr.augment.model_dump())``.
+    rotation_deg : float
+        Rotation drawn from U[-rotation_deg, rotation_deg] degrees.
+    translate : float
+        Shift on each axis drawn from U[-translate, translate] × the image side.
+    zoom_min, zoom_max : float
+        Zoom factor range.
+    flips : bool
+        Random horizontal and vertical flips (p = 0.5 each).
+    blur_sigma_min, blur_sigma_max : float
+        Gaussian-blur sigma range in pixels (``blur_sigma_max = 0`` switches it off).
+    noise_sigma_min, noise_sigma_max : float
+        Additive Gaussian noise sigma range.
+
+    Notes
+    -----
+    The keyword arguments are the fields of :class:`~ergo_ray.config.schema.AugmentConfig`
+    (``cfg.clr.augment``): ``augment_batch(x, g, **cfg.clr.augment.model_dump())``.
 
     Returns
     -------

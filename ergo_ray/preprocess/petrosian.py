@@ -228,7 +228,7 @@ def _central_label(
     """Label under the centre, else the label of the labelled pixel nearest to it."""
     h, w = labels.shape
     cy, cx = centre if centre is not None else ((h - 1) / 2.0, (w - 1) / 2.0)
-    iy, ix = int(round(cy)), int(round(cx))
+    iy, ix = round(cy), round(cx)
     if 0 <= iy < h and 0 <= ix < w and labels[iy, ix]:
         return int(labels[iy, ix])
     ys, xs = np.nonzero(labels)

@@ -34,7 +34,7 @@ def _mock(root: str, fmt: str, overrides: list[str], domain: str = "tng100", n: 
 
 
 def _images(table: pa.Table) -> dict[str, np.ndarray]:
-    side = int(round(np.sqrt(table.schema.field("image").type.list_size / 3)))
+    side = round(np.sqrt(table.schema.field("image").type.list_size / 3))
     flat = table.column("image").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     imgs = flat.reshape(table.num_rows, 3, side, side)
     return dict(zip(table.column("object_id").to_pylist(), imgs, strict=True))

@@ -95,7 +95,7 @@ def test_match_degenerate_inputs():
     one = np.array([[0.2, 19.0, 10.0]])
     assert match_sets(empty, one)[0].size == 0
     assert match_sets(one, empty)[0].size == 0
-    oi, si = match_sets(one, one + [0.02, 0, 0])  # outside the z box
+    oi, si = match_sets(one, one + np.array([0.02, 0, 0]))  # outside the z box
     assert oi.size == 0
     oi, si = match_sets(one, np.vstack([one, one]))  # two targets, one partner
     assert oi.tolist() == [0] and si.size == 1

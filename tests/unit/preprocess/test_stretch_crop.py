@@ -9,7 +9,12 @@ from ergo_ray.errors import BadObjectError
 from ergo_ray.io.cutout import Cutout
 from ergo_ray.preprocess import prepare_image, reasons
 from ergo_ray.preprocess.crop import crop_and_resize, crop_side, resize_matrix
-from ergo_ray.preprocess.stretch import asinh_stretch, log_stretch, scaled_box, stretch_image
+from ergo_ray.preprocess.stretch import (
+    asinh_stretch,
+    log_stretch,
+    scaled_box,
+    stretch_image,
+)
 from tests.unit.preprocess.stamps import sersic_stamp
 
 
@@ -117,7 +122,7 @@ def test_prepare_image_channels_and_radii():
     # Channel 0 is i, 2 is g: with per-band stretches they differ only through the noise,
     # so stretch the raw bands ourselves and compare the orders.
     swapped = Cutout(image=cut.image[::-1].copy())
-    out_sw, radii_sw = prepare_image(swapped, size=32)
+    out_sw, _ = prepare_image(swapped, size=32)
     np.testing.assert_array_equal(out_sw[0], out[2])
     np.testing.assert_array_equal(out_sw[2], out[0])
     assert out[:, 16, 16].min() > 200  # bright centre in every channel
@@ -152,7 +157,8 @@ def test_prepare_image_masks_bad_pixels():
     [
         (np.zeros((2, 32, 32), np.float32), reasons.BAD_SHAPE),
         (np.full((3, 32, 32), np.nan, np.float32), reasons.ALL_MASKED),
-        (np.random.default_rng(0).normal(0, 1, (3, 48, 48)).astype(np.float32), reasons.NO_SOURCE),
+        (np.random.default_rng(0).normal(0, 1, (3, 48, 48)).astype(np.float32),
+         reasons.NO_SOURCE),
     ],
 )
 def test_prepare_image_failures_are_named(image, reason):
