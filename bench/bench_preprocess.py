@@ -9,10 +9,13 @@ Figures, all measured in one run on the same machine:
    ≥ 200 galaxies/s/core. Peer: the photutils pipeline of the same measurement (astropy
    sigma clipping, ``detect_sources``, ``SourceCatalog`` centroid, exact ``CurveOfGrowth``
    apertures every 0.5 px; no deblending, which needs scikit-image), on the same stamps.
-2. **match**: seconds for one-to-one box matching of N observed to N simulated rows
+2. **FITS + prepare**: the same stamps written as HSC-SSP service cutouts (three band
+   files) and read back with :func:`ergo_ray.io.fits.read_hsc_cutout` before
+   ``prepare_image``, as a ``prepare`` task does; peer: figure 1.
+3. **match**: seconds for one-to-one box matching of N observed to N simulated rows
    (N = 10^6; 10^5 with ``--quick``). Peer: one ``np.lexsort`` of the simulated rows on the
    three features (a floor for any sort/bin-based method).
-3. **assign_split**: root_ids per second (hash of seed and id).
+4. **assign_split**: root_ids per second (hash of seed and id).
 
 Run: ``python bench/bench_preprocess.py [--quick]``.
 """
@@ -56,6 +59,24 @@ def prepare_rate(cuts: list, size: int = 128, repeat: int = 2) -> tuple[float, f
                 fails += 1
     n = repeat * len(cuts)
     return n / (time.process_time() - c0), n / (time.perf_counter() - w0), fails // repeat
+
+
+def fits_prepare_rate(cuts: list, size: int = 128) -> float:
+    """Galaxies per CPU-second reading HSC-SSP cutout FITS (3 band files) and preparing them."""
+    import tempfile
+
+    from ergo_ray.errors import BadObjectError
+    from ergo_ray.io.fits import read_hsc_cutout, write_hsc_cutout
+    from ergo_ray.preprocess import prepare_image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        groups = [write_hsc_cutout(c, tmp, lineno=i + 2, tract=9813) for i, c in enumerate(cuts)]
+        c0 = time.process_time()
+        for files in groups:
+            cut = read_hsc_cutout(sorted(files, key=lambda f: "GRI".index(f.split("-HSC-")[1][0])))
+            with contextlib.suppress(BadObjectError):
+                prepare_image(cut, size=size)
+        return len(cuts) / (time.process_time() - c0)
 
 
 def photutils_rate(cuts: list) -> float:
@@ -131,6 +152,7 @@ def run(quick: bool) -> list[dict]:
     cuts = _stamps(16 if quick else 100)
     rate, wall, fails = prepare_rate(cuts, repeat=1 if quick else 2)
     peer = photutils_rate(cuts[: 6 if quick else 30])
+    fits_rate = fits_prepare_rate(cuts)
     n_match = 100_000 if quick else 1_000_000
     t_match, t_sort, pairs = match_seconds(n_match)
     n_split = 100_000 if quick else 1_000_000
@@ -140,6 +162,9 @@ def run(quick: bool) -> list[dict]:
                    f"wall {wall:.0f}/s)",
          "value": rate, "unit": "galaxies/s/core", "goal": f">= {GOAL_RATE:.0f} "
          f"({rate / GOAL_RATE:.2f} of goal)", "peer": peer, "ratio": rate / peer},
+        {"figure": "HSC-FITS read (3 band files) + prepare_image 200->128 px",
+         "value": fits_rate, "unit": "galaxies/s/core", "goal": f">= {GOAL_RATE:.0f}",
+         "peer": rate, "ratio": fits_rate / rate},
         {"figure": f"match {n_match:,} x {n_match:,} rows ({pairs:,} pairs)",
          "value": t_match, "unit": "s (CPU)", "goal": "seconds for 10^6", "peer": t_sort,
          "ratio": t_match / t_sort},
