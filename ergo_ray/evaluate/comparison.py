@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,10 @@ def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float
     dict of str to numpy.ndarray
         Set name → (n_i, 2) coordinates.
     """
-    import umap
+    with warnings.catch_warnings():
+        # umap-learn warns at import that TensorFlow (ParametricUMAP) is missing; not used.
+        warnings.simplefilter("ignore", ImportWarning)
+        import umap
 
     per = max(2, max_points // max(len(reps), 1))
     rng = np.random.default_rng(seed)
