@@ -7,7 +7,11 @@ Three figures, measured in one run on the same machine:
    Parquet parts) with the ``paper`` model (128 px inputs, the paper's encoder, 12 GLOW
    blocks, 400 samples), beside the **model-only ceiling**: the same bundle in one process
    on images already in memory (:meth:`ergo_ray.infer.predictors.PosteriorPredictor.infer`,
-   the exact work an actor does per batch, with the same threads). Goal: ratio >= 0.8 on CPU.
+   the exact work an actor does per batch, with the same threads), measured just before and
+   just after the job (the faster counts). Goal: ratio >= 0.8 on CPU. On a shared machine
+   wall-clock rates swing with other users' load, so the same ratio is also given per
+   CPU-second: the job's CPU time summed over the driver and every Ray process (``/proc``)
+   against the model's CPU time alone: the share of the job's CPU spent in the model.
 2. **Peak memory** of the job with 40,000 vs 10,000 galaxies (goal <= 1.2x): the sum of the
    proportional set size (PSS, so shared object-store pages count once) of the driver and
    every process of its Ray instance, sampled every 0.25 s from ``/proc`` (Linux). This
@@ -177,19 +181,44 @@ class PeakMemory:
 
 
 # ------------------------------------------------------------------------- measures
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system, incl. reaped children) of a process tree, from /proc."""
+    kids = _children()
+    tick = os.sysconf("SC_CLK_TCK")
+    todo, total = [root], 0
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+            total += sum(int(v) for v in f[11:15])  # utime, stime, cutime, cstime
+        except (OSError, ValueError, IndexError):
+            pass
+        todo += kids.get(pid, [])
+    return total / tick
+
+
 def _catalog(model: str, data: Path, out: Path, *, samples: int, batch: int, cpus: float,
-             seed: int = 1) -> tuple[float, int]:
+             seed: int = 1) -> tuple[float, float, int]:
+    """Run the catalogue job; return (wall s, CPU s of the whole job's process tree, rows)."""
     from ergo_ray.infer.pipeline import CatalogOptions, run_catalog
 
     opts = CatalogOptions(model=model, input=str(data), out=str(out), n_samples=samples,
                           seed=seed, batch_size=batch, cpus_per_actor=cpus, log_every_s=60)
-    t0 = time.perf_counter()
+    c0, t0 = tree_cpu_s(os.getpid()), time.perf_counter()
     res = run_catalog(opts)
-    return time.perf_counter() - t0, res.rows
+    return time.perf_counter() - t0, tree_cpu_s(os.getpid()) - c0, res.rows
 
 
-def ceiling(model: str, data: Path, *, samples: int, batch: int, threads: int) -> float:
-    """Model-only galaxies/s: the actor's per-batch work on in-memory images, one process."""
+def ceiling(model: str, data: Path, *, samples: int, batch: int, threads: int
+            ) -> tuple[float, float]:
+    """Model-only rate: the actor's per-batch work on in-memory images, in one process.
+
+    Returns
+    -------
+    tuple of float
+        (galaxies per wall second, galaxies per CPU second of this process).
+    """
     import pyarrow.dataset as pads
     import torch
 
@@ -202,12 +231,12 @@ def ceiling(model: str, data: Path, *, samples: int, batch: int, threads: int) -
     prev = torch.get_num_threads()
     pred = PosteriorPredictor(model, None, samples, seed=1, threads=threads)
     pred.infer(images[:batch], ids[:batch])  # warm-up
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for s in range(0, len(ids), batch):
         pred.infer(images[s:s + batch], ids[s:s + batch])
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     torch.set_num_threads(prev)
-    return len(ids) / dt
+    return len(ids) / dt, len(ids) / dc
 
 
 def flops_per_galaxy(model: str, samples: int) -> float:
@@ -261,15 +290,23 @@ def run(quick: bool) -> list[dict]:
         write_random_bundle(str(tmp / "small"), small)
         write_prepared(tmp / "tp", n_tp, 128, 128)
         batch = 32
-        ceil = ceiling(str(tmp / "paper"), tmp / "tp", samples=400, batch=batch, threads=cores)
+        kw = {"samples": 400, "batch": batch}
+        ceil_a = ceiling(str(tmp / "paper"), tmp / "tp", threads=cores, **kw)
         _init_ray(cores + 2)
         try:
-            dt, n = _catalog(str(tmp / "paper"), tmp / "tp", tmp / "out-tp", samples=400,
-                             batch=batch, cpus=cores)
-            e2e = n / dt
+            dt, dc, n = _catalog(str(tmp / "paper"), tmp / "tp", tmp / "out-tp", cpus=cores,
+                                 **kw)
+            ceil_b = ceiling(str(tmp / "paper"), tmp / "tp", threads=cores, **kw)
+            e2e, e2e_cpu = n / dt, n / dc
+            # the ceiling is measured before and after the job; the faster of the two counts
+            ceil, ceil_cpu = max(ceil_a[0], ceil_b[0]), max(ceil_a[1], ceil_b[1])
             rows.append({"figure": "catalogue throughput, paper model, CPU (storage -> Parquet)",
                          "value": e2e, "unit": "galaxies/s", "goal": ">= 0.8 x model-only",
                          "peer": ceil, "ratio": e2e / ceil})
+            rows.append({"figure": "same, per CPU-second of the whole job (driver + all Ray "
+                                   "processes) vs the model alone",
+                         "value": e2e_cpu, "unit": "galaxies/CPU-s", "goal": ">= 0.8 x model-only",
+                         "peer": ceil_cpu, "ratio": e2e_cpu / ceil_cpu})
             peaks = {}
             for n_gal in (n_small, n_big):
                 write_prepared(tmp / f"m{n_gal}", n_gal, 64, 512, seed=n_gal)

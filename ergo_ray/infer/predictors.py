@@ -159,10 +159,16 @@ def _read_prepare_errors(unit: Mapping[str, Any], storage_cfg: StorageConfig | N
         raise InputError(msg, source=url) from err
     n = t.num_rows
     get = {c: (t.column(c).to_pylist() if c in t.column_names else [None] * n)
-           for c in ("object_id", "root_id", "domain", "input_url", "reason")}
-    errors = [f"{src or storage.redact(url)}: preprocessing failed: {why}"
-              for src, why in zip(get["input_url"], get["reason"], strict=True)]
-    ids = list(zip(get["object_id"], get["root_id"], get["domain"], strict=True))
+           for c in ("object_id", "root_id", "domain", "input_url", "reason", "message")}
+    errors = []
+    for src, why, text in zip(get["input_url"], get["reason"], get["message"], strict=True):
+        where = src or storage.redact(url)
+        errors.append(_naming(f"preprocessing failed: {why}" + (f": {text}" if text else ""),
+                              where))
+    # an input file whose objects could not even be listed has no object_id: use the file
+    oids = [o if o is not None else (src or f"{storage.redact(url)}#{i}")
+            for i, (o, src) in enumerate(zip(get["object_id"], get["input_url"], strict=True))]
+    ids = list(zip(oids, get["root_id"], get["domain"], strict=True))
     return _rows_table(ids, np.zeros((n, 3, image_size, image_size), np.uint8), errors,
                        unit["key"], image_size)
 

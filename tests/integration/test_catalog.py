@@ -296,6 +296,19 @@ def test_bad_inputs_become_error_rows(ray_session, bundle, tmp_path):
     # a complete catalogue with errors: --fail-on-error turns them into exit status 1
     assert main([*argv, "--fail-on-error"]) == 1
 
+    # the same survey through `ergo-ray prepare` first gives the same catalogue: raw input
+    # is prepared by the same code; objects prepare rejected come back as error rows
+    prep, out2 = tmp_path / "prep", tmp_path / "cat2"
+    assert main(["prepare", "--preset", "ci", "--in", str(survey), "--out", str(prep)]) == 0
+    assert main(["catalog", "--preset", "ci", "--model", bundle, "--in", str(prep), "--out",
+                 str(out2), "--samples", str(SAMPLES), "--batch-size", "3"]) == 0
+    t2 = read_parts(str(out2)).to_pandas().set_index("object_id").loc[t.index]
+    assert (t2["status"] == t["status"]).all()
+    assert t2.loc[errors.index, "error"].str.contains("preprocessing failed").all()
+    cols = [*posterior_summary_columns(), "ood_score"]
+    np.testing.assert_allclose(t2.loc[good.index, cols].to_numpy(float),
+                               good[cols].to_numpy(float), rtol=1e-5, equal_nan=True)
+
 
 def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bundle, tmp_path,
                                                                   ci_cfg):
