@@ -22,7 +22,8 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("ergo_ray")
 
 __all__ = [
+    "RUN_NAME",
     "STATE_FILE",
+    "TrainJob",
     "fit_cinn",
     "loop_config",
     "run_training",
@@ -49,7 +52,10 @@ __all__ = [
 ]
 
 STATE_FILE = "state.pt"
+#: Ray Train run name of ``train-cinn`` (``OUT/_train/cinn``).
+RUN_NAME = "cinn"
 _STATE_FORMAT = "ergo_ray.cinn-state"
+_RUN_FORMAT = "ergo_ray.cinn-run"
 N_TARGETS = 3
 
 
@@ -268,17 +274,30 @@ def _collect(shard: Any) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _state_from_checkpoint(ckpt: Any) -> dict[str, Any]:
+    """Read the ``{"format", "jobs": {name: state}}`` record of a checkpoint."""
     with ckpt.as_directory() as d:
         path = os.path.join(d, STATE_FILE)
         state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+    if not isinstance(state, dict) or state.get("format") != _RUN_FORMAT:
         msg = f"{path}: not a cINN training state"
         raise CheckpointError(msg)
     return state
 
 
+def _finished(state: Mapping[str, Any], config: Mapping[str, Any]) -> bool:
+    return (
+        bool(state.get("stopped")) or int(state["epoch"]) >= int(config["epochs"]) - 1
+    )
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train function of ``train-cinn`` (datasets ``train`` and ``val``, column ``data``)."""
+    """Ray Train function of ``train-cinn``.
+
+    ``config["jobs"]`` lists the networks to train, one after the other (the cINN, then
+    the baseline); job ``i`` reads datasets ``train_i`` and ``val_i`` (column ``data``).
+    Each report carries one checkpoint holding the state of every job so far, so a resumed
+    run skips finished jobs and continues the current one after its last epoch.
+    """
     import ray.train
     import ray.train.torch as rtt
 
@@ -286,8 +305,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     device = rtt.get_device()
-    train = _collect(ray.train.get_dataset_shard("train"))
-    val = _collect(ray.train.get_dataset_shard("val"))
 
     def reduce(s: float, k: int) -> tuple[float, int]:
         if world == 1:
@@ -296,33 +313,49 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         torch.distributed.all_reduce(t)
         return float(t[0]), int(t[1])
 
-    def report(metrics: dict[str, Any], state: dict[str, Any]) -> None:
-        with tempfile.TemporaryDirectory() as d:
-            ckpt = None
-            if rank == 0:
-                torch.save(state, os.path.join(d, STATE_FILE))
-                ckpt = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(
-                metrics,
-                checkpoint=ckpt,
-                checkpoint_dir_name=f"epoch_{metrics['epoch']:04d}",
-            )
-
     prior = ray.train.get_checkpoint()
-    state = _state_from_checkpoint(prior) if prior else None
-    if state is not None and rank == 0:
-        log.info("resuming the cINN after epoch %d", state["epoch"])
-    fit_cinn(
-        train,
-        val if len(val[0]) else None,
-        config,
-        state=state,
-        wrap=lambda m: rtt.prepare_model(m),
-        reduce=reduce,
-        on_epoch=report,
-        rank=rank,
-        device=device,
+    states: dict[str, Any] = (
+        dict(_state_from_checkpoint(prior)["jobs"]) if prior else {}
     )
+    for i, job in enumerate(config["jobs"]):
+        name = job["name"]
+        state = states.get(name)
+        if state is not None and _finished(state, job):
+            continue
+        if state is not None and rank == 0:
+            log.info("resuming cINN %r after epoch %d", name, state["epoch"])
+
+        def report(
+            metrics: dict[str, Any], full: dict[str, Any], name: str = name
+        ) -> None:
+            states[name] = full
+            with tempfile.TemporaryDirectory() as d:
+                ckpt = None
+                if rank == 0:
+                    torch.save(
+                        {"format": _RUN_FORMAT, "jobs": states},
+                        os.path.join(d, STATE_FILE),
+                    )
+                    ckpt = ray.train.Checkpoint.from_directory(d)
+                ray.train.report(
+                    {"job": name, **metrics},
+                    checkpoint=ckpt,
+                    checkpoint_dir_name=f"{name}_epoch_{metrics['epoch']:04d}",
+                )
+
+        train = _collect(ray.train.get_dataset_shard(f"train_{i}"))
+        val = _collect(ray.train.get_dataset_shard(f"val_{i}"))
+        fit_cinn(
+            train,
+            val if len(val[0]) else None,
+            job,
+            state=state,
+            wrap=lambda m: rtt.prepare_model(m),
+            reduce=reduce,
+            on_epoch=report,
+            rank=rank,
+            device=device,
+        )
 
 
 def _run_config(
@@ -343,47 +376,62 @@ def _run_config(
     )
 
 
-def run_training(
-    name: str,
-    out_url: str,
-    targets: np.ndarray,
-    conditions: np.ndarray,
-    val_targets: np.ndarray,
-    val_conditions: np.ndarray,
-    config: dict[str, Any],
-    scaling: ray.train.ScalingConfig,
-    storage: StorageConfig | None = None,
-) -> tuple[ConditionalINN, dict[str, Any]]:
-    """Train (or resume) one cINN with Ray Train and return the best network.
+@dataclass
+class TrainJob:
+    """One network to train in a ``train-cinn`` run.
 
-    Parameters
+    Attributes
     ----------
     name : str
-        Run name (``cinn`` or ``cinn-baseline``); checkpoints go to ``OUT/_train/<name>``.
-    out_url : str
-        The bundle folder.
+        ``"cinn"`` or ``"baseline"``.
     targets, conditions : numpy.ndarray
         Training rows: standardised targets (N, 3) and conditions (N, C).
     val_targets, val_conditions : numpy.ndarray
         Validation rows.
     config : dict
         :func:`loop_config` output.
+    """
+
+    name: str
+    targets: np.ndarray
+    conditions: np.ndarray
+    val_targets: np.ndarray
+    val_conditions: np.ndarray
+    config: dict[str, Any]
+
+
+def run_training(
+    out_url: str,
+    jobs: Sequence[TrainJob],
+    scaling: ray.train.ScalingConfig,
+    storage: StorageConfig | None = None,
+    run_name: str = RUN_NAME,
+) -> dict[str, tuple[ConditionalINN, dict[str, Any]]]:
+    """Train (or resume) the cINN and the baseline in one Ray Train run.
+
+    Parameters
+    ----------
+    out_url : str
+        The bundle folder; checkpoints go to ``OUT/_train/<run_name>``.
+    jobs : sequence of TrainJob
+        Networks to train, in order.
     scaling : ray.train.ScalingConfig
         Workers and resources.
     storage : StorageConfig, optional
         Storage settings of ``out_url``.
+    run_name : str
+        Ray Train run name (the same name and folder resume the run).
 
     Returns
     -------
-    model : ConditionalINN
-        Best-validation network (CPU, eval mode).
-    state : dict
-        Final training state (history, best validation NLL).
+    dict
+        Job name → (best-validation network on the CPU in eval mode, training summary with
+        ``epoch``, ``best_val``, ``history`` and ``stopped``).
 
     Raises
     ------
     CheckpointError
-        If training produced no checkpoint.
+        If training produced no checkpoint, or a job is missing from it.
     """
     import ray.data
     import ray.train
@@ -395,29 +443,40 @@ def run_training(
         )
         return ray.data.from_numpy(np.ascontiguousarray(m))
 
-    cfg = dict(config)
-    cfg["threads"] = max(1, int((scaling.resources_per_worker or {}).get("CPU", 1)))
+    datasets: dict[str, ray.data.Dataset] = {}
+    for i, job in enumerate(jobs):
+        datasets[f"train_{i}"] = to_ds(job.targets, job.conditions)
+        datasets[f"val_{i}"] = to_ds(job.val_targets, job.val_conditions)
+    threads = max(1, int((scaling.resources_per_worker or {}).get("CPU", 1)))
+    config = {"jobs": [{"name": j.name, **j.config} for j in jobs], "threads": threads}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config=cfg,
+        train_loop_config=config,
         scaling_config=scaling,
-        run_config=_run_config(out_url, name, storage),
-        datasets={
-            "train": to_ds(targets, conditions),
-            "val": to_ds(val_targets, val_conditions),
-        },
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        run_config=_run_config(out_url, run_name, storage),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(
+            datasets_to_split=[f"train_{i}" for i in range(len(jobs))]
+        ),
     )
     result = trainer.fit()
     if result.checkpoint is None:
-        msg = f"{st.redact(out_url)}: cINN training {name!r} produced no checkpoint"
+        msg = f"{st.redact(out_url)}: cINN training produced no checkpoint"
         raise CheckpointError(msg)
-    state = _state_from_checkpoint(result.checkpoint)
-    model = ConditionalINN(CinnArch.from_dict(state["arch"]))
-    model.load_state_dict(
-        state["best_state"] if state.get("best_state") else state["model"]
-    )
-    summary = {
-        k: copy.deepcopy(state[k]) for k in ("epoch", "best_val", "history", "stopped")
-    }
-    return model.eval(), summary
+    states = _state_from_checkpoint(result.checkpoint)["jobs"]
+    out: dict[str, tuple[ConditionalINN, dict[str, Any]]] = {}
+    for job in jobs:
+        if job.name not in states:
+            msg = f"{st.redact(out_url)}: the training checkpoint has no {job.name!r} network"
+            raise CheckpointError(msg)
+        state = states[job.name]
+        model = ConditionalINN(CinnArch.from_dict(state["arch"]))
+        model.load_state_dict(
+            state["best_state"] if state.get("best_state") else state["model"]
+        )
+        summary = {
+            k: copy.deepcopy(state[k])
+            for k in ("epoch", "best_val", "history", "stopped")
+        }
+        out[job.name] = (model.eval(), summary)
+    return out

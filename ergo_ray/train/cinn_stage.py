@@ -10,8 +10,8 @@ Steps:
    and inputs;
 3. fit the target transform on the training split and train the cINN with Ray Train
    (:mod:`ergo_ray.train.cinn_loop`; checkpoints in ``OUT/_train/cinn``, resumed by a
-   re-run); with ``baseline=True`` also the same network conditioned on the standardised
-   (log M*, z) only (``OUT/_train/cinn-baseline``);
+   re-run); with ``baseline=True`` the same run then trains the same network conditioned
+   on the standardised (log M*, z) only;
 4. draw the OOD reference set and calibrate its score (:mod:`ergo_ray.infer.ood_score`);
 5. measure calibration and accuracy on the test split
    (:mod:`ergo_ray.train.cinn_calibration`);
@@ -44,7 +44,7 @@ from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
 from ergo_ray.train.cinn_calibration import latent_normality, posterior_metrics
-from ergo_ray.train.cinn_loop import loop_config, run_training
+from ergo_ray.train.cinn_loop import TrainJob, loop_config, run_training
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig
@@ -110,7 +110,7 @@ def _embed(
             pass
     st.remove(marker_url, storage)
     st.remove(work, storage, recursive=True)
-    gpus = float(cfg.infer.gpus_per_actor) if use_gpu else 0.0
+    gpus = float(cfg.infer.gpus_per_actor or 1.0) if use_gpu else 0.0
     ds = embed_dataset(
         files,
         encoder_url,
@@ -146,15 +146,18 @@ def _sample(
 ) -> np.ndarray:
     import torch
 
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(dev)
     out = np.empty((len(cond), n_samples, 3), np.float32)
     seeds = index_seeds(seed, len(cond))
     per = max(1, (1 << 18) // n_samples)
     with torch.no_grad():
         for start in range(0, len(cond), per):
             sl = slice(start, start + per)
-            z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3))
-            x = model.sample(torch.from_numpy(np.asarray(cond[sl], np.float32)), z)
-            out[sl] = transform.inverse(x).numpy()
+            z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3)).to(dev)
+            c = torch.from_numpy(np.asarray(cond[sl], np.float32)).to(dev)
+            out[sl] = transform.inverse(model.sample(c, z)).cpu().numpy()
+    model.cpu()
     return out
 
 
@@ -167,9 +170,7 @@ def _evaluate(
     cfg: RunConfig,
 ) -> dict[str, Any]:
     samples = _sample(model, transform, cond, cfg.infer.n_samples, cfg.seed)
-    out = posterior_metrics(
-        samples, y, log_mstar, grid=cfg.infer.kde_grid, device="cpu"
-    )
+    out = posterior_metrics(samples, y, log_mstar, grid=cfg.infer.kde_grid)
     out["latent"] = latent_normality(
         model, np.asarray(transform.forward(y), np.float32), cond
     )
@@ -278,32 +279,16 @@ def train_cinn(
     tr, va, te = rows["train"], rows["val"], rows["test"]
 
     arch = CinnArch.from_config(cfg.cinn, rep_dim, init_seed=cfg.seed)
-    model, hist = run_training(
-        "cinn",
-        out_url,
-        ystd[tr],
-        reps[tr],
-        ystd[va],
-        reps[va],
-        loop_config(cfg, arch, cfg.seed),
-        scaling,
-        storage,
-    )
-    metrics: dict[str, Any] = {
-        "n_rows": {k: len(v) for k, v in rows.items()},
-        "domains": list(cfg.cinn.domains),
-        "training": {
-            "epochs": hist["epoch"] + 1,
-            "best_val_nll": _finite(hist["best_val"]),
-            "early_stopped": bool(hist["stopped"]),
-            "history": hist["history"],
-        },
-        "test": _evaluate(model, transform, reps[te], y[te], lm[te], cfg),
-    }
-    files_out: dict[str, bytes] = {
-        "encoder.pt": enc_bytes,
-        "cinn.pt": bd.torch_bytes(model.payload()),
-    }
+    jobs = [
+        TrainJob(
+            "cinn",
+            ystd[tr],
+            reps[tr],
+            ystd[va],
+            reps[va],
+            loop_config(cfg, arch, cfg.seed),
+        )
+    ]
     base_scaler = None
     if baseline:
         cond = np.stack([lm, zz], axis=1)
@@ -319,24 +304,33 @@ def train_cinn(
         arch_b = CinnArch.from_config(
             cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed
         )
-        bmodel, bhist = run_training(
-            "cinn-baseline",
-            out_url,
-            ystd[tr_b],
-            cstd[tr_b],
-            ystd[va_b],
-            cstd[va_b],
-            loop_config(cfg, arch_b, cfg.seed),
-            scaling,
-            storage,
+        jobs.append(
+            TrainJob(
+                "baseline",
+                ystd[tr_b],
+                cstd[tr_b],
+                ystd[va_b],
+                cstd[va_b],
+                loop_config(cfg, arch_b, cfg.seed),
+            )
         )
+    trained = run_training(out_url, jobs, scaling, storage)
+    model, hist = trained["cinn"]
+    metrics: dict[str, Any] = {
+        "n_rows": {k: len(v) for k, v in rows.items()},
+        "domains": list(cfg.cinn.domains),
+        "training": _training_summary(hist, with_history=True),
+        "test": _evaluate(model, transform, reps[te], y[te], lm[te], cfg),
+    }
+    files_out: dict[str, bytes] = {
+        "encoder.pt": enc_bytes,
+        "cinn.pt": bd.torch_bytes(model.payload()),
+    }
+    if baseline:
+        bmodel, bhist = trained["baseline"]
         metrics["baseline"] = {
             "inputs": list(BASELINE_INPUTS),
-            "training": {
-                "epochs": bhist["epoch"] + 1,
-                "best_val_nll": _finite(bhist["best_val"]),
-                "early_stopped": bool(bhist["stopped"]),
-            },
+            "training": _training_summary(bhist, with_history=False),
             "test": _evaluate(bmodel, transform, cstd[te_b], y[te_b], lm[te_b], cfg),
         }
         files_out["baseline.pt"] = bd.torch_bytes(bmodel.payload())
@@ -424,6 +418,17 @@ def bundle_files(
             _jsonable(metrics), indent=2, allow_nan=False
         ).encode(),
     }
+
+
+def _training_summary(hist: dict[str, Any], with_history: bool) -> dict[str, Any]:
+    out = {
+        "epochs": hist["epoch"] + 1,
+        "best_val_nll": _finite(hist["best_val"]),
+        "early_stopped": bool(hist["stopped"]),
+    }
+    if with_history:
+        out["history"] = hist["history"]
+    return out
 
 
 def _finite(v: Any) -> float | None:
