@@ -28,14 +28,14 @@ The recipe, step by step
    within 0.2 Gyr).
 6. Sizes: van der Wel+14 relations with z evolution, 0.15 dex scatter (skewed small for LTGs),
    + 0.1 (logit f_ex − its domain/type mean), domain shifts; then a soft cap
-   R_e → R_e / (1 + (R_e/0.95″)³)^(1/3) (keeps the ranking) so that a 4 × R90 crop fits the
+   R_e → R_e / (1 + (R_e/0.85″)³)^(1/3) (keeps the ranking) so that a 4 × R90 crop fits the
    stamp for most galaxies (see "Crop fit" below).
 7. Structure: ETG Sérsic n ≈ 3.9 + 0.45 Δlogit f_ex ± 0.6 (quantised to 0.1, truncated at
    8 R_e); LTG exponential disk + bulge (n ≈ 2.8 + 0.3 Δlogit ± 0.7, R_b = 0.3–0.5 R_e) with
    B/T = 0.15 + 0.55 σ((log M − 10.6)/0.4) + 0.2 f_ex (± 0.05) and star-forming knots.
 8. Photometry: Taylor+11 M/L with (g−i)_rest 1.1/0.7 (± 0.08 mag), CWW E/Sbc/Scd observed
    colours through the HSC filters (± 0.05 mag), no evolution.
-9. Merger signatures: accreted halo (Sérsic n = 1.5, 2.5–3.5 R_e, ≤ 3″, q 0.7–0.95) with light
+9. Merger signatures: accreted halo (Sérsic n = 1.5, 2.5–3.5 R_e, ≤ 2.4″, q 0.7–0.95) with light
    fraction 0.45 f_ex × 10^N(0, 0.3) (≤ 0.6), off-centre by 0.1–0.3 R_e after a recent merger;
    tidal tails or shells (ETGs) after a major merger within 2 τ (flux U(0.06, 0.16) F
    exp(−t_LMM/τ), τ = 1 Gyr), thin streams after minor accretion with probability
@@ -59,10 +59,11 @@ index, the halo light fraction and the size.
 
 Crop fit
 --------
-Fraction of galaxies whose 4 × R90 (Petrosian R90 measured by ``prepare`` on the noisy r band)
-fits inside the stamp, tng100 balanced: see ``bench_mock.py --only cropfit`` (≈ 0.99 at
-128 px; ≈ 0.75 at 64 px, where the most massive, halo-dominated galaxies overflow and
-``prepare`` keeps the whole stamp).
+Fraction of galaxies whose 4 × R90 crop (Petrosian R90 measured by ``prepare`` on the noisy r
+band) fits inside the stamp, tng100 balanced, 300 galaxies (``bench_mock.py --only cropfit``):
+0.77 at 64 px, 0.96 at 96 px, 1.00 at 128 px. At 64 px the overflowing galaxies are the
+massive, halo-dominated ones (log M★ > 11: about half of them); ``prepare`` then keeps the whole
+stamp. Sizes are soft-capped at R_e ≈ 0.85″ and haloes at 2.4″ to get there.
 """
 
 from __future__ import annotations
@@ -137,11 +138,11 @@ SKY_SIGMA: dict[str, float] = {"g": 0.037, "r": 0.054, "i": 0.069}
 
 # Size compression: rendered R_e = R / (1 + (R/R_CAP)^k)^(1/k) keeps the ranking of sizes while
 # letting a 4 × R90 crop fit a 64-px stamp for nearly all galaxies (documented in bench_mock).
-_RE_CAP_ARCSEC = 0.95
+_RE_CAP_ARCSEC = 0.85
 _RE_CAP_POWER = 3.0
 _RE_MIN_ARCSEC = 0.12
 #: Halo radius cap in arcsec (it would otherwise leave the stamp).
-_HALO_CAP_ARCSEC = 3.0
+_HALO_CAP_ARCSEC = 2.4
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,7 +277,8 @@ class DomainShift:
     size_dex : float
         Size shift at every mass (dex).
     size_dex_lowmass : float
-        Extra size shift below log M = 10.5 (tapering to 0 at 10.8).
+        Extra size shift below log M = 10.5 (tapering to 0 at 10.8), applied to the apparent
+        size after the size cap.
     sersic_dn : float
         Shift of the Sérsic index of spheroids (ETGs and bulges).
     gr_shift : float
@@ -1020,11 +1022,12 @@ def draw_galaxy(
         log_re = 0.86 + 0.22 * (log_m - 10.70) + eps
         log_re += -0.75 * math.log10((1 + z) / 1.25)
     log_re += 0.1 * dlogit + shift.size_dex
-    if shift.size_dex_lowmass:
-        log_re += shift.size_dex_lowmass * float(np.clip((10.8 - log_m) / 0.3, 0, 1))
     re_kpc = 10**log_re
     re_arcsec_phys = re_kpc / kpc
     re = max(_soft_cap(re_arcsec_phys, _RE_CAP_ARCSEC), _RE_MIN_ARCSEC)
+    if shift.size_dex_lowmass:
+        # applied after the cap so that the full shift shows in the images
+        re *= 10 ** (shift.size_dex_lowmass * float(np.clip((10.8 - log_m) / 0.3, 0, 1)))
 
     # 7. structure: concentration rises with the ex-situ excess
     if is_etg:

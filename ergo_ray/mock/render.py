@@ -1,10 +1,17 @@
 """GalSim renderer of one mock galaxy view into a g, r, i HSC-like cutout (recipe §6 steps 9–13).
 
-Every light component of :class:`ergo_ray.mock.population.View` becomes a GalSim profile; the
-host, its companion and the interloping galaxies are summed, convolved with a per-band Moffat PSF
-and drawn once per band by FFT at 0.168″/px. Stars are the PSF itself. Noise: correlated sky
-noise at HSC Wide depth, a residual sky offset and source Poisson noise
-(:mod:`ergo_ray.mock.noise`). GalSim's C++ layer is not thread-safe: use one process per core.
+Every light component of :class:`ergo_ray.mock.population.View` becomes a GalSim profile
+(Sérsic with n quantised to 0.1 and fixed truncation so GalSim's profile cache is reused,
+exponential disks, random knots, Gaussian chains for tidal arcs). Components that share a colour
+are drawn once in k space at unit i-band flux (``drawKImage``) on a box of stamp + 32 px at
+0.168″/px; each band is then the flux-weighted sum times that band's Moffat PSF (β = 3.5),
+the pixel response and the sub-pixel offset, brought back to real space by one numpy inverse
+FFT. The three bands thus share the expensive profile evaluations. Stars are drawn in real
+space (3× oversampled), so saturated stars do not ring. Noise: correlated sky noise at HSC Wide
+depth, a residual sky offset and source Poisson noise (:mod:`ergo_ray.mock.noise`).
+
+GalSim's C++ layer is not thread-safe: use one process per core. The first call sets GalSim's
+OpenMP threads to 1 for the process.
 """
 
 from __future__ import annotations
