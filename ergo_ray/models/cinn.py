@@ -243,7 +243,7 @@ class ConditionalINN(nn.Module):
         try:
             model = cls(CinnArch.from_dict(payload["arch"]))
             model.load_state_dict(payload["state_dict"])
-        except (KeyError, RuntimeError) as err:
+        except (KeyError, RuntimeError, TypeError, AttributeError) as err:
             msg = f"cINN weights do not match their architecture record: {err}"
             raise CheckpointError(msg) from err
         return model
