@@ -343,19 +343,21 @@ def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bu
 
 # ------------------------------------------------------------------ interruptions
 def _spawn(argv: list[str], log) -> subprocess.Popen:
-    """Run the CLI in its own session with its own local Ray; output to the file ``log``."""
+    """Run the CLI as a second driver of the test session's Ray (``RAY_ADDRESS``), as a job
+    on a cluster runs; in its own process session; output to the file ``log``."""
+    import ray
+
     env = dict(os.environ)
-    env.pop("RAY_ADDRESS", None)
+    env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
     with open(log, "wb") as fh:
         return subprocess.Popen([sys.executable, "-m", "ergo_ray.cli.main", *argv], env=env,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill the job's process group: its driver and the Ray instance it started.
+    """Kill what is left of the job's driver (its own process group, started here).
 
-    The job runs in its own session (``start_new_session``), so its process group holds
-    only processes this test started: the driver, GCS, raylet and Ray's workers.
+    Ray's workers belong to the session's raylet, which ends a dead driver's actors itself.
     """
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -403,14 +405,14 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
     proc = _spawn(argv, log)
     try:
         _wait_for(lambda: len(_parts(out)) >= 3, 300, proc, log)
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only; Ray's own processes follow it
+        os.kill(proc.pid, signal.SIGKILL)  # the driver; Ray ends its actors and tasks
         proc.wait(30)
         written = len(_parts(out))
     finally:
         _kill_group(proc)
     assert 3 <= written < N_UNITS, "the driver was not killed mid-run"
     assert not (out / "_SUCCESS").exists()
-    # re-run the same command (here in-process, on the test session's Ray)
+    # re-run the same command (here in-process, on the same Ray)
     assert main(argv) == 0
     table = _check_exactly_once(out, ids)
     success = json.loads((out / "_SUCCESS").read_text())
@@ -427,7 +429,7 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
 
 
 @pytest.mark.slow
-def test_killed_actor_is_restarted_and_nothing_is_lost(bundle, tmp_path, ci_cfg):
+def test_killed_actor_is_restarted_and_nothing_is_lost(ray_session, bundle, tmp_path, ci_cfg):
     ids = write_prepared_shards(tmp_path / "prep", N_UNITS, ROWS, ci_cfg.preprocess.size,
                                 seed=5)
     out = tmp_path / "cat"
