@@ -279,7 +279,7 @@ def run(quick: bool) -> list[dict]:
 
     set_env_defaults()
     cores = os.cpu_count() or 2
-    n_tp = 128 if quick else 1024
+    n_tp = 128 if quick else 512
     n_small, n_big = (1000, 4000) if quick else (10_000, 40_000)
     rows: list[dict] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_catalog_"))
