@@ -101,15 +101,15 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     if storage.locate(opts.out).url == storage.locate(opts.input).url:
         msg = "--out must differ from --in"
         raise ConfigError(msg)
-    ensure_ray(cfg)
     config_json = json.dumps({"run": cfg.model_dump(mode="json"),
                               "catalog": {"samples": opts.n_samples, "seed": opts.seed,
                                           "keep_representation": opts.keep_representation,
                                           "model": storage.redact(opts.model),
                                           "input": storage.redact(opts.input)}},
                              sort_keys=True)
-    result = run_catalog(opts, cfg.storage, config_json, on_start=lambda: provenance.write(
-        opts.out, cfg, "catalog", _argv(args)))
+    result = run_catalog(opts, cfg.storage, config_json,
+                         on_start=lambda: provenance.write(opts.out, cfg, "catalog", _argv(args)),
+                         start_ray=lambda: ensure_ray(cfg))
     if result.errors and args.fail_on_error:
         log.error("catalog: %d galaxies have status=error (first: %s)", result.errors,
                   result.first_error)

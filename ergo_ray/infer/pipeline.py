@@ -481,10 +481,13 @@ def _check_gpus(opts: CatalogOptions) -> None:
 def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
                 config_json: str = "{}", *,
                 on_start: Callable[[], None] | None = None,
+                start_ray: Callable[[], None] | None = None,
                 on_write: Callable[[str], None] | None = None) -> CatalogResult:
     """Make (or finish) the posterior catalogue of ``opts.input`` under ``opts.out``.
 
-    Ray must already be initialised (:func:`ergo_ray.runtime.ensure_ray`).
+    The model bundle, the input and the output folder are all checked before Ray is
+    needed; Ray must be initialised by then (``start_ray`` is called first when given, e.g.
+    :func:`ergo_ray.runtime.ensure_ray`), and is not needed at all when every unit is done.
 
     Parameters
     ----------
@@ -497,6 +500,8 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
     on_start : callable, optional
         Called once the output folder has been checked against this job (and before any
         work): the place to write provenance, which a refused re-run must not overwrite.
+    start_ray : callable, optional
+        Called once, just before the first Ray work.
     on_write : callable, optional
         Called with each unit key after its part is written.
 
@@ -531,6 +536,8 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
                            skipped_units=skipped)
     collector = UnitCollector(manifest, schema, progress, on_write=on_write)
     if pending:
+        if start_ray is not None:
+            start_ray()
         _check_gpus(opts)
         log.info("catalog: %d units (%s input) -> %s; %d..%d actors, %g GPU/actor, "
                  "batch %d, %d samples", len(pending), kind, storage.redact(opts.out),
