@@ -34,6 +34,8 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3]
 
 REPO = Path(__file__).resolve().parents[2]
+#: Logical CPUs per node: room for one 2-CPU catalogue actor and a 1-CPU reader task.
+NODE_CPUS = 3
 RAY = str(Path(sys.executable).with_name("ray"))
 if not Path(RAY).exists():  # pragma: no cover - ray installed elsewhere on PATH
     RAY = shutil.which("ray") or "ray"
@@ -201,7 +203,7 @@ def _start_cluster() -> LocalCluster:
                            env=_cluster_env(), temp_dirs=[head_tmp, worker_tmp])
 
     def common() -> list[str]:
-        return ["--node-ip-address=127.0.0.1", "--num-cpus=2",
+        return ["--node-ip-address=127.0.0.1", f"--num-cpus={NODE_CPUS}",
                 "--object-store-memory=200000000", "--disable-usage-stats",
                 f"--dashboard-agent-listen-port={_free_port()}",
                 f"--metrics-export-port={_free_port()}"]
@@ -231,7 +233,7 @@ def _start_cluster() -> LocalCluster:
 
 @pytest.fixture(scope="module")
 def ray_cluster(s3_endpoint):
-    """A head node and one worker node, 2 logical CPUs each, token auth on.
+    """A head node and one worker node, ``NODE_CPUS`` logical CPUs each, token auth on.
 
     Depends on ``s3_endpoint`` so that the loopback S3 credentials are in the nodes'
     environment (as an instance role would be on a cloud node). Up to three attempts:
@@ -257,7 +259,7 @@ def test_cluster_has_two_nodes_with_own_resources_and_requires_the_token(ray_clu
     kinds = sorted(k for n in nodes for k in n["resources_total"]
                    if k in ("head_node", "worker_node"))
     assert kinds == ["head_node", "worker_node"]
-    assert all(n["resources_total"]["CPU"] == 2 for n in nodes)
+    assert all(n["resources_total"]["CPU"] == NODE_CPUS for n in nodes)
     # The Jobs API refuses a request without the token, and one with a wrong token.
     for headers in ({}, {"Authorization": "Bearer " + "0" * 64}):
         req = urllib.request.Request(f"{ray_cluster.dashboard_url}/api/jobs/",
@@ -309,17 +311,6 @@ def _parquet_column(url: str, column: str, storage_cfg) -> list:
 
 
 @pytest.fixture(scope="module")
-def pipeline_stages():
-    """The chain's stages (``prepare`` lands after this harness; skip until it has)."""
-    import importlib.util
-
-    missing = [m for m in ("mock", "prepare", "train_cinn", "catalog")
-               if importlib.util.find_spec(f"ergo_ray.cli.{m}") is None]
-    if missing:
-        pytest.skip(f"stages not on main yet: {missing}")
-
-
-@pytest.fixture(scope="module")
 def survey(ray_cluster, s3_endpoint, s3_bucket, storage_settings):
     """A small raw mock survey (Parquet shards) in S3, and its object ids."""
     url = f"s3://{s3_bucket}/mock/tng100"
@@ -362,7 +353,7 @@ def encoder(s3_bucket, storage_settings):
 
 
 @pytest.fixture(scope="module")
-def bundle(pipeline_stages, ray_cluster, s3_endpoint, s3_bucket, prepared, encoder):
+def bundle(ray_cluster, s3_endpoint, s3_bucket, prepared, encoder):
     url = f"s3://{s3_bucket}/models/bundle"
     sid = ray_cluster.submit("jobs/train_cinn.py", "--data", prepared,
                              "--encoder", encoder, "--out", url, "--workers", "1",
@@ -370,9 +361,10 @@ def bundle(pipeline_stages, ray_cluster, s3_endpoint, s3_bucket, prepared, encod
     return url, sid
 
 
-def test_train_cinn_job_writes_a_loadable_bundle(pipeline_stages, ray_cluster, bundle,
-                                                 prepared, storage_settings):
+def test_train_cinn_job_writes_a_loadable_bundle(ray_cluster, bundle, prepared,
+                                                 storage_settings):
     import numpy as np
+    import pyarrow.parquet as pq
 
     import ergo_ray
     from ergo_ray.io import storage
@@ -381,8 +373,6 @@ def test_train_cinn_job_writes_a_loadable_bundle(pipeline_stages, ray_cluster, b
     model = ergo_ray.load_model(url, storage=storage_settings)
     assert model.model_id and model.input_size == 24  # the ci preset's preprocess.size
     shard = storage.list_files(f"{prepared}/shards", storage_settings, (".parquet",))[0]
-    import pyarrow.parquet as pq
-
     with storage.open_read(shard, storage_settings) as fh:
         table = pq.read_table(fh, columns=["image"])
     s = model.input_size
@@ -398,16 +388,18 @@ def test_train_cinn_job_writes_a_loadable_bundle(pipeline_stages, ray_cluster, b
 
 
 def test_catalog_job_writes_every_galaxy_once_with_actors_on_both_nodes(
-        pipeline_stages, ray_cluster, s3_endpoint, s3_bucket, survey, bundle,
-        storage_settings):
+        ray_cluster, s3_endpoint, s3_bucket, survey, bundle, storage_settings):
     from ergo_ray.io import storage
 
     survey_url, expected = survey
     out = f"s3://{s3_bucket}/catalogs/tng100"
     sid = ray_cluster.submit(
         "jobs/catalog.py", "--model", bundle[0], "--in", survey_url, "--out", out,
-        "--actors", "2:2", "--samples", "20", *_settings(s3_endpoint),
-        # Start the pool only once both actors are up, so that both get work.
+        # Two actors of 2 CPUs: one fits a 3-CPU node (with a 1-CPU reader beside it),
+        # two do not, so Ray must place one on each node. Small batches, and a pool that
+        # starts only once both actors are up, give both of them work.
+        "--actors", "2:2", "--cpus-per-actor", "2", "--batch-size", "8",
+        "--samples", "20", *_settings(s3_endpoint),
         env_vars={"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"})
 
     # Every galaxy exactly once, in the bucket.
