@@ -59,10 +59,39 @@ _RUN_FORMAT = "ergo_ray.cinn-run"
 N_TARGETS = 3
 
 
-def loop_config(cfg: RunConfig, arch: CinnArch, seed: int) -> dict[str, Any]:
-    """Return the ``train_loop_config`` of a cINN run (plain, picklable values)."""
+def loop_config(
+    cfg: RunConfig,
+    arch: CinnArch,
+    seed: int,
+    cond_scaling: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> dict[str, Any]:
+    """Return the ``train_loop_config`` of a cINN run (plain, picklable values).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Run configuration (``cinn`` section).
+    arch : CinnArch
+        Network sizes.
+    seed : int
+        Seed of the batch order.
+    cond_scaling : tuple of sequences, optional
+        (mean, scale) of the training conditions, stored in the network.
+
+    Returns
+    -------
+    dict
+        The loop configuration.
+    """
     c = cfg.cinn
+    scaling = None
+    if cond_scaling is not None:
+        scaling = [
+            [float(v) for v in cond_scaling[0]],
+            [float(v) for v in cond_scaling[1]],
+        ]
     return {
+        "cond_scaling": scaling,
         "arch": arch.to_dict(),
         "lr": c.lr,
         "weight_decay": c.weight_decay,
@@ -74,6 +103,54 @@ def loop_config(cfg: RunConfig, arch: CinnArch, seed: int) -> dict[str, Any]:
         "grad_clip": c.grad_clip,
         "seed": int(seed),
     }
+
+
+#: Loop settings a resumed run must share with its checkpoint (epochs and patience may
+#: change, e.g. to train longer).
+RESUME_KEYS: tuple[str, ...] = (
+    "arch",
+    "cond_scaling",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "lr_factor",
+    "lr_patience",
+    "grad_clip",
+    "seed",
+)
+
+
+def check_resumable(state: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Refuse to continue a checkpoint made with different settings or data scaling.
+
+    Parameters
+    ----------
+    state : mapping
+        A training state written by :func:`fit_cinn`.
+    config : mapping
+        This run's :func:`loop_config`.
+
+    Raises
+    ------
+    CheckpointError
+        Naming the first differing setting.
+    """
+    saved = state.get("config")
+    if not isinstance(saved, Mapping):
+        msg = "the cINN checkpoint predates this version's training settings; use a new --out"
+        raise CheckpointError(msg)
+    for key in RESUME_KEYS:
+        if key == "arch":
+            a, b = dict(state.get("arch") or {}), dict(config["arch"])
+        else:
+            a, b = saved.get(key), config.get(key)
+        if a != b:
+            detail = "" if key == "cond_scaling" else f" ({a!r} vs {b!r})"
+            msg = (
+                f"the cINN checkpoint was trained with a different {key}{detail}; use a new "
+                f"--out or the original configuration and data"
+            )
+            raise CheckpointError(msg)
 
 
 def _nll(
@@ -144,7 +221,10 @@ def fit_cinn(
     """
     dev = device or torch.device("cpu")
     arch = CinnArch.from_dict(config["arch"])
-    model = ConditionalINN(arch).to(dev)
+    model = ConditionalINN(arch)
+    if config.get("cond_scaling"):
+        model.set_condition_scaling(*config["cond_scaling"])
+    model = model.to(dev)
     opt = torch.optim.Adam(
         list(model.trainable_parameters()),
         lr=config["lr"],
@@ -162,12 +242,7 @@ def fit_cinn(
         "stopped": False,
     }
     if state is not None:
-        if dict(state.get("arch", {})) != arch.to_dict():
-            msg = (
-                f"the checkpoint's cINN architecture {state.get('arch')} differs from this "
-                f"run's {arch.to_dict()}; use a new --out or the original configuration"
-            )
-            raise CheckpointError(msg)
+        check_resumable(state, config)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -246,6 +321,7 @@ def fit_cinn(
             full = {
                 "format": _STATE_FORMAT,
                 "arch": arch.to_dict(),
+                "config": {k_: config.get(k_) for k_ in RESUME_KEYS},
                 "model": {
                     k_: v.detach().cpu().clone() for k_, v in model.state_dict().items()
                 },
@@ -320,8 +396,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     for i, job in enumerate(config["jobs"]):
         name = job["name"]
         state = states.get(name)
-        if state is not None and _finished(state, job):
-            continue
+        if state is not None:
+            check_resumable(state, job)
+            if _finished(state, job):
+                continue
         if state is not None and rank == 0:
             log.info("resuming cINN %r after epoch %d", name, state["epoch"])
 

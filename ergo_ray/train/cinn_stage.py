@@ -279,6 +279,7 @@ def train_cinn(
     tr, va, te = rows["train"], rows["val"], rows["test"]
 
     arch = CinnArch.from_config(cfg.cinn, rep_dim, init_seed=cfg.seed)
+    rep_scaler = Standardizer.fit(reps[tr])
     jobs = [
         TrainJob(
             "cinn",
@@ -286,7 +287,7 @@ def train_cinn(
             reps[tr],
             ystd[va],
             reps[va],
-            loop_config(cfg, arch, cfg.seed),
+            loop_config(cfg, arch, cfg.seed, (rep_scaler.mean, rep_scaler.scale)),
         )
     ]
     base_scaler = None

@@ -211,8 +211,12 @@ def test_fit_cinn_resume_matches_uninterrupted_run():
     ):
         assert torch.equal(a, b)
     other = {**cfg, "arch": {**cfg["arch"], "n_blocks": 2}}
-    with pytest.raises(CheckpointError, match="architecture"):
+    with pytest.raises(CheckpointError, match="different arch"):
         fit_cinn(train, val, other, state=states[1])
+    with pytest.raises(CheckpointError, match="different lr"):
+        fit_cinn(train, val, {**cfg, "lr": 1.0}, state=states[1])
+    _, st2 = fit_cinn(train, val, {**cfg, "epochs": 5}, state=states[3])
+    assert st2["epoch"] == 4
 
 
 def test_fit_cinn_early_stopping():
@@ -220,3 +224,29 @@ def test_fit_cinn_early_stopping():
     cfg = {**CONFIG, "epochs": 50, "patience": 1, "lr": 1e-6, "batch_size": 64}
     _, state = fit_cinn(train, val, cfg)
     assert state["stopped"] and state["epoch"] < 49
+
+
+def test_condition_scaling_is_inside_the_network():
+    model = _trained()
+    rng = np.random.default_rng(0)
+    mean, scale = rng.normal(size=ARCH.cond_in), rng.uniform(0.1, 3, ARCH.cond_in)
+    scaled = ConditionalINN.from_payload(model.payload())
+    scaled.set_condition_scaling(mean, scale)
+    x, c = torch.randn(6, 3), torch.randn(6, ARCH.cond_in)
+    raw = c * torch.tensor(scale, dtype=torch.float32) + torch.tensor(
+        mean, dtype=torch.float32
+    )
+    with torch.no_grad():
+        assert torch.allclose(scaled(x, raw)[0], model(x, c)[0], atol=1e-5)
+    # The scaling travels with the weights.
+    again = ConditionalINN.from_payload(scaled.payload())
+    with torch.no_grad():
+        assert torch.equal(again(x, raw)[0], scaled(x, raw)[0])
+    with pytest.raises(ValueError, match="values"):
+        scaled.set_condition_scaling([0.0], [1.0])
+    cfg = {**CONFIG, "epochs": 1, "cond_scaling": [[1.0] * 4, [2.0] * 4]}
+    fitted, _ = fit_cinn(_toy(64, 6), None, cfg)
+    assert (
+        fitted.cond_mean.tolist() == [1.0] * 4
+        and fitted.cond_scale.tolist() == [2.0] * 4
+    )
