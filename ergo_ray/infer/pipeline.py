@@ -456,16 +456,22 @@ def _job_metadata(model_id: str, config_json: str) -> dict[bytes, bytes]:
 
 def _bundle_info(model: str, storage_cfg: StorageConfig | None
                  ) -> tuple[str, int, dict[str, Any]]:
-    """Return (model_id, input size, ``prepare_image`` keyword arguments) of a bundle."""
-    from ergo_ray.infer.bundle import load_bundle
+    """Return (model_id, input size, ``prepare_image`` keyword arguments) of a bundle.
 
-    b = load_bundle(model, storage_cfg, device="cpu")
-    pre = dict(getattr(b, "preprocess", None) or {})
-    if not pre:
-        sec = getattr(b.config, "preprocess", None)
-        pre = sec.model_dump() if sec is not None else {}
-    kw = {k: pre[k] for k in PREPARE_KEYS if k in pre}
-    return str(b.model_id), int(b.input_size), kw
+    Reads only the bundle's manifest and ``transforms.json`` (digest-checked): the driver
+    never builds the networks, the actors do.
+    """
+    from ergo_ray.infer.bundle import load_bundle, read_verified
+
+    manifest, files = read_verified(model, storage_cfg, names=("transforms.json",))
+    try:
+        tr = json.loads(files["transforms.json"])
+        model_id, size = str(manifest["model_id"]), int(tr["input_size"])
+        pre = dict(tr.get("preprocess") or {})
+    except (KeyError, TypeError, ValueError):  # an older layout: load it fully
+        b = load_bundle(model, storage_cfg, device="cpu")
+        model_id, size, pre = str(b.model_id), int(b.input_size), dict(b.preprocess)
+    return model_id, size, {k: pre[k] for k in PREPARE_KEYS if k in pre}
 
 
 def _check_gpus(opts: CatalogOptions) -> None:
