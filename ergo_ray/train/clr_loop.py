@@ -24,7 +24,7 @@ import logging
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from ergo_ray.models.encoder import build_encoder
 from ergo_ray.models.nnclr import NNCLR, NNCLRCriterion
 from ergo_ray.train import checkpoint as ckpt
 from ergo_ray.train.data import MONITOR_TARGETS, batch_images
+from ergo_ray.preprocess.augment import augment_batch
 from ergo_ray.train.knn_monitor import knn_r2
 
 if TYPE_CHECKING:
@@ -84,68 +85,7 @@ def augment_views(images: torch.Tensor, generator: torch.Generator, params: Mapp
         Two float32 (N, 3, S, S) views, values around [0, 1].
     """
     x = images.float().div_(255.0)
-    fn = _augment_fn()
-    return fn(x, generator, **params), fn(x, generator, **params)
-
-
-def _augment_fn() -> Callable[..., torch.Tensor]:
-    try:  # the preprocessing stage's batched augmentations, when present
-        from ergo_ray.preprocess.augment import augment_batch
-    except ImportError:
-        return _augment_batch
-    return augment_batch  # type: ignore[no-any-return]
-
-
-def _augment_batch(
-    x: torch.Tensor,
-    generator: torch.Generator,
-    *,
-    rotation_deg: float = 15.0,
-    translate: float = 0.25,
-    zoom_min: float = 1.0,
-    zoom_max: float = 1.1,
-    flips: bool = True,
-    blur_sigma_min: float = 1e-4,
-    blur_sigma_max: float = 0.1,
-    noise_sigma_min: float = 0.01,
-    noise_sigma_max: float = 0.08,
-) -> torch.Tensor:
-    # Batched method.md §3.4: affine (rotation, translation as a fraction of the image,
-    # zoom) with flips folded into one grid_sample, Gaussian blur, additive noise.
-    n, c, h, w = x.shape
-    dev = x.device
-
-    def uniform(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=generator, device=dev)
-
-    ang = torch.deg2rad(uniform(-rotation_deg, rotation_deg))
-    zoom = uniform(zoom_min, zoom_max)
-    tx, ty = 2.0 * uniform(-translate, translate), 2.0 * uniform(-translate, translate)
-    one = torch.ones(n, device=dev)
-    fx = torch.where(uniform(0, 1) < 0.5, -one, one) if flips else one
-    fy = torch.where(uniform(0, 1) < 0.5, -one, one) if flips else one
-    cos, sin = torch.cos(ang) / zoom, torch.sin(ang) / zoom
-    theta = torch.stack([
-        torch.stack([cos * fx, -sin * fy, tx], dim=1),
-        torch.stack([sin * fx, cos * fy, ty], dim=1),
-    ], dim=1)
-    grid = nn.functional.affine_grid(theta, [n, c, h, w], align_corners=False)
-    x = nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
-                                  align_corners=False)
-    if blur_sigma_max > 0:
-        sigma = uniform(blur_sigma_min, blur_sigma_max).clamp_min(1e-4)
-        half = max(1, math.ceil(3 * blur_sigma_max))
-        d = torch.arange(-half, half + 1, device=dev, dtype=x.dtype)
-        k = torch.exp(-0.5 * (d[None, :] / sigma[:, None]) ** 2)
-        k = (k / k.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n*c, K)
-        flat = x.reshape(1, n * c, h, w)
-        flat = nn.functional.conv2d(flat, k[:, None, None, :], padding=(0, half), groups=n * c)
-        flat = nn.functional.conv2d(flat, k[:, None, :, None], padding=(half, 0), groups=n * c)
-        x = flat.reshape(n, c, h, w)
-    if noise_sigma_max > 0:
-        sig = uniform(noise_sigma_min, noise_sigma_max)[:, None, None, None]
-        x = x + sig * torch.randn(x.shape, generator=generator, device=dev)
-    return x
+    return augment_batch(x, generator, **params), augment_batch(x, generator, **params)
 
 
 # --------------------------------------------------------------------------------------
