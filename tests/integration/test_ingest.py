@@ -71,10 +71,10 @@ def _write_tng_set(root: str, store: StorageConfig | None) -> dict:
     # SubLink: subhalo 5 at snap 84 is the progenitor of subhalo 3 at snap 91 (one lineage)
     import pyarrow as pa
 
+    buf = io.BytesIO()
     pq.write_table(pa.table({"SnapNum": [91, 91, 91, 84], "SubfindID": [3, 7, 11, 5],
-                             "RootDescendantID": [1000, 2000, 3000, 1000]}),
-                   storage.locate(storage.join(root, "sublink.parquet")).path
-                   if storage.locate(root).scheme == "file" else "/dev/null")
+                             "RootDescendantID": [1000, 2000, 3000, 1000]}), buf)
+    storage.write_bytes(storage.join(root, "sublink.parquet"), buf.getvalue(), store)
     return cats
 
 
