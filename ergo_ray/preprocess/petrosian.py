@@ -39,6 +39,7 @@ from scipy import ndimage
 
 from ergo_ray.errors import BadObjectError
 from ergo_ray.preprocess import reasons
+from ergo_ray.preprocess.stats import median, percentile, sigma_clipped_stats
 
 __all__ = ["PetrosianResult", "central_box", "measure_petrosian", "sigma_clipped_stats"]
 
@@ -106,38 +107,6 @@ def central_box(image: np.ndarray, box_px: int) -> np.ndarray:
     return image[..., y0 : y0 + bh, x0 : x0 + bw]
 
 
-def sigma_clipped_stats(
-    values: np.ndarray, sigma: float = 3.0, maxiters: int = 5
-) -> tuple[float, float]:
-    """Sigma-clipped median and standard deviation of a 1-D sample.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        Finite values.
-    sigma : float
-        Clipping threshold in standard deviations about the median.
-    maxiters : int
-        Maximum number of clipping iterations.
-
-    Returns
-    -------
-    tuple of float
-        (median, std); NaN for an empty sample.
-    """
-    v = np.asarray(values, dtype=np.float32).ravel()
-    if v.size == 0:
-        return float("nan"), float("nan")
-    for _ in range(maxiters):
-        med = float(np.median(v))
-        std = float(v.std())
-        keep = np.abs(v - med) <= sigma * std
-        if keep.all() or keep.sum() < 3:
-            break
-        v = v[keep]
-    return float(np.median(v)), float(v.std())
-
-
 def _smooth3(img: np.ndarray) -> np.ndarray:
     """Separable 3 × 3 Gaussian (FWHM 3 px) with edge replication."""
     p = np.pad(img, 1, mode="edge")
@@ -174,22 +143,22 @@ def _detect(
         bool (H, W): pixels of every segment, the central one included.
     """
     # Temporary stretch limits; the median of a strided subsample is plenty for detection.
-    lo = float(np.median(_subsample(band[~bad], 16384)))
-    cbox = central_box(np.where(bad, np.nan, band), box_px)
-    cvals = cbox[np.isfinite(cbox)]
-    hi = float(np.percentile(cvals, 99.0)) if cvals.size else float("nan")
+    good = ~bad
+    lo = median(_subsample(band[good], 16384))
+    cbox = central_box(band, box_px)[central_box(good, box_px)]
+    hi = percentile(cbox, 99.0) if cbox.size else float("nan")
     if not np.isfinite(hi) or hi <= lo:
         msg = "no flux above the stamp median in the central box"
         raise BadObjectError(msg, reason=reasons.NO_SOURCE)
     s = ((band - lo) / (hi - lo)).astype(np.float32)
     s[bad] = 0.0
-    med, std = sigma_clipped_stats(_subsample(np.clip(s[~bad], 0.0, 1.0)))
+    med, std = sigma_clipped_stats(np.clip(_subsample(s[good]), 0.0, 1.0))
     thresh = med + nsigma * std
     # Smoothing the unclipped image keeps the peaks for deblending; above the threshold
     # (< 1) it selects the same pixels as smoothing the clipped one.
     smooth = _smooth3(np.maximum(s, 0.0))
     det = smooth > thresh
-    det &= ~bad
+    det &= good
     labels, n = ndimage.label(det, structure=_STRUCT8)
     if n == 0:
         msg = f"no source above {nsigma:g} sigma"
@@ -201,9 +170,10 @@ def _detect(
         labels[small[labels]] = 0
     lab = _central_label(labels, box_px, min_area, nsigma)
     own = labels == lab
-    segments = (labels != 0) & ~own
+    detected = labels > 0
+    segments = detected & ~own
     neighbours = np.zeros(band.shape, dtype=np.int32)
-    sl = ndimage.find_objects(own.astype(np.int8))[0]
+    sl = ndimage.find_objects(labels, max_label=lab)[lab - 1]
     seeds = _deblend(smooth[sl], own[sl], thresh, min_area)
     if seeds.max() > 1:
         cy = (band.shape[0] - 1) / 2.0 - sl[0].start
@@ -214,8 +184,8 @@ def _detect(
         others = np.where((seeds > 0) & (seeds != child), seeds, 0)
         others = np.where(others > child, others - 1, others)
         neighbours[sl] = others
-        return core, segments, neighbours, labels > 0
-    return own, segments, neighbours, labels > 0
+        return core, segments, neighbours, detected
+    return own, segments, neighbours, detected
 
 
 def _central_label(
@@ -243,6 +213,18 @@ def _central_label(
     return int(labels[ys[k], xs[k]])
 
 
+def _local_maxima(values: np.ndarray) -> np.ndarray:
+    """Pixels not below any of their 8 neighbours (plateaus included); ``-inf`` is outside."""
+    p = np.pad(values, 1, constant_values=-np.inf)
+    h, w = values.shape
+    out = values > -np.inf
+    for dy in range(3):
+        for dx in range(3):
+            if dy != 1 or dx != 1:
+                out &= values >= p[dy : dy + h, dx : dx + w]
+    return out
+
+
 def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) -> np.ndarray:
     """Find the cores of the sources blended in one segment by multi-thresholding.
 
@@ -268,21 +250,29 @@ def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) 
     if peak <= base * 1.01:
         return seg.astype(np.int32)
     levels = base * (peak / base) ** (np.arange(1, DEBLEND_LEVELS + 1) / (DEBLEND_LEVELS + 1))
+    # Level sets shrink as t rises. Their areas and bounding boxes, for every level at once,
+    # from the sorted segment values and the row and column maxima; only the labelling of
+    # each level set is left to the loop.
+    inside = np.where(seg, smooth, -np.inf)
+    n_above = vals.size - np.searchsorted(np.sort(vals.astype(np.float64)), levels, "right")
+    rows_above = inside.max(axis=1)[None, :] > levels[:, None]
+    cols_above = inside.max(axis=0)[None, :] > levels[:, None]
+    r0s, c0s = rows_above.argmax(axis=1), cols_above.argmax(axis=1)
+    r1s = seg.shape[0] - rows_above[:, ::-1].argmax(axis=1)
+    c1s = seg.shape[1] - cols_above[:, ::-1].argmax(axis=1)
+    # Each component of a level set holds a local maximum of the segment above the level,
+    # so where fewer than two lie above it there is nothing to label.
+    peaks = np.sort(inside[_local_maxima(inside)].astype(np.float64))
+    n_peaks = peaks.size - np.searchsorted(peaks, levels, "right")
     seeds = seg.astype(np.int32)
     n_seeds = 1
-    # Level sets shrink as t rises: work on their (shrinking) bounding box only.
-    r0, r1, c0, c1 = 0, seg.shape[0], 0, seg.shape[1]
-    for t in levels:
-        above = (smooth[r0:r1, c0:c1] > t) & seg[r0:r1, c0:c1]
-        rows = np.flatnonzero(above.any(axis=1))
-        if rows.size == 0:
+    for k, t in enumerate(levels):
+        if n_above[k] == 0 or n_above[k] < 2 * min_area:
             break
-        cols = np.flatnonzero(above.any(axis=0))
-        r0, r1, c0, c1 = r0 + rows[0], r0 + rows[-1] + 1, c0 + cols[0], c0 + cols[-1] + 1
-        above = above[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-        if int(above.sum()) < 2 * min_area:
-            break
-        comp, n = ndimage.label(above, structure=_STRUCT8)
+        if n_peaks[k] < 2:
+            continue
+        r0, r1, c0, c1 = r0s[k], r1s[k], c0s[k], c1s[k]
+        comp, n = ndimage.label(inside[r0:r1, c0:c1] > t, structure=_STRUCT8)
         if n < 2:
             continue
         flat = comp.ravel()
@@ -291,9 +281,8 @@ def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) 
         sig[0] = False
         if sig.sum() < 2:
             continue
-        sub = smooth[r0:r1, c0:c1].ravel()
-        flux = np.bincount(flat, weights=sub - t, minlength=n + 1)
         # SExtractor's criterion: a branch's intensity above the split level.
+        flux = np.bincount(flat, weights=smooth[r0:r1, c0:c1].ravel() - t, minlength=n + 1)
         sig &= flux >= DEBLEND_CONTRAST * total
         if sig.sum() < 2:
             continue
