@@ -107,11 +107,31 @@ def central_box(image: np.ndarray, box_px: int) -> np.ndarray:
     return image[..., y0 : y0 + bh, x0 : x0 + bw]
 
 
+def _pad1(img: np.ndarray, value: float | None = None) -> np.ndarray:
+    """Pad a 2-D array by one pixel: with ``value``, or by edge replication when None."""
+    h, w = img.shape
+    p = np.empty((h + 2, w + 2), dtype=img.dtype)
+    p[1:-1, 1:-1] = img
+    if value is not None:
+        p[0], p[-1], p[:, 0], p[:, -1] = value, value, value, value
+        return p
+    p[0, 1:-1], p[-1, 1:-1] = img[0], img[-1]
+    p[:, 0], p[:, -1] = p[:, 1], p[:, -2]
+    return p
+
+
 def _smooth3(img: np.ndarray) -> np.ndarray:
     """Separable 3 × 3 Gaussian (FWHM 3 px) with edge replication."""
-    p = np.pad(img, 1, mode="edge")
-    a = _K1[0] * p[:, :-2] + _K1[1] * p[:, 1:-1] + _K1[2] * p[:, 2:]
-    return _K1[0] * a[:-2] + _K1[1] * a[1:-1] + _K1[2] * a[2:]
+
+    def conv(a: np.ndarray, lo: tuple, mid: tuple, hi: tuple) -> np.ndarray:
+        out = _K1[0] * a[lo]
+        out += _K1[1] * a[mid]
+        out += _K1[2] * a[hi]
+        return out
+
+    p = _pad1(img)
+    cols = conv(p, np.s_[:, :-2], np.s_[:, 1:-1], np.s_[:, 2:])
+    return conv(cols, np.s_[:-2], np.s_[1:-1], np.s_[2:])
 
 
 @lru_cache(maxsize=32)
@@ -144,7 +164,8 @@ def _detect(
     """
     # Temporary stretch limits; the median of a strided subsample is plenty for detection.
     good = ~bad
-    lo = median(_subsample(band[good], 16384))
+    any_bad = bool(bad.any())
+    lo = median(_subsample(band[good] if any_bad else band.ravel(), 16384))
     cbox = central_box(band, box_px)[central_box(good, box_px)]
     hi = percentile(cbox, 99.0) if cbox.size else float("nan")
     if not np.isfinite(hi) or hi <= lo:
@@ -152,7 +173,7 @@ def _detect(
         raise BadObjectError(msg, reason=reasons.NO_SOURCE)
     s = ((band - lo) / (hi - lo)).astype(np.float32)
     s[bad] = 0.0
-    med, std = sigma_clipped_stats(np.clip(_subsample(s[good]), 0.0, 1.0))
+    med, std = sigma_clipped_stats(np.clip(_subsample(s[good] if any_bad else s.ravel()), 0, 1))
     thresh = med + nsigma * std
     # Smoothing the unclipped image keeps the peaks for deblending; above the threshold
     # (< 1) it selects the same pixels as smoothing the clipped one.
@@ -215,7 +236,7 @@ def _central_label(
 
 def _local_maxima(values: np.ndarray) -> np.ndarray:
     """Pixels not below any of their 8 neighbours (plateaus included); ``-inf`` is outside."""
-    p = np.pad(values, 1, constant_values=-np.inf)
+    p = _pad1(values, -np.inf)
     h, w = values.shape
     out = values > -np.inf
     for dy in range(3):
@@ -309,8 +330,9 @@ def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) 
 
 def _ring_mean(img: np.ndarray, ring: np.ndarray, use: np.ndarray, nr: int) -> np.ndarray:
     """Mean of ``img`` over the ``use`` pixels of each 1-px ring (0 where a ring is empty)."""
-    cnt = np.bincount(ring[use], minlength=nr)
-    tot = np.bincount(ring[use], weights=img[use], minlength=nr)
+    ring, use = ring.ravel(), use.ravel()
+    cnt = np.bincount(ring, weights=use, minlength=nr)
+    tot = np.bincount(ring, weights=np.where(use, img.ravel(), 0.0), minlength=nr)
     return np.divide(tot, cnt, out=np.zeros(nr), where=cnt > 0)
 
 
@@ -389,15 +411,17 @@ def _curve_of_growth(
     inv = round(1.0 / h)
     n = int(np.floor(r_max / h)) + 1
     radii = np.arange(n, dtype=np.float64) * h
-    a = dist.astype(np.float64) - 0.5
-    f = flux.astype(np.float64)
-    # Only pixels that can contribute within r_max.
-    sel = a < r_max
-    a, f = a[sel], f[sel]
-    # Bin k holds pixels with a in (r_{k-1}, r_k]; a <= 0 falls in bin 0.
-    idx = np.clip(np.ceil(a / h).astype(np.int64), 0, n - 1)
-    g0 = np.cumsum(np.bincount(idx, weights=f, minlength=n))
-    g1 = np.cumsum(np.bincount(idx, weights=f * a, minlength=n))
+    a = dist.astype(np.float64)
+    a -= 0.5
+    # Bin k holds pixels with a in (r_{k-1}, r_k]; a <= 0 falls in bin 0. Pixels that
+    # cannot contribute within r_max (a >= r_max) go to an overflow bin n, dropped.
+    idx = a / h
+    np.ceil(idx, out=idx)
+    idx[a >= r_max] = n
+    idx = np.clip(idx, 0, n, out=idx).astype(np.intp)
+    a *= flux
+    g0 = np.cumsum(np.bincount(idx, weights=flux, minlength=n + 1)[:n])
+    g1 = np.cumsum(np.bincount(idx, weights=a, minlength=n + 1)[:n])
     ramp = radii * g0 - g1  # sum f * max(0, r - a)
     shifted = np.zeros(n)
     shifted[inv:] = ramp[:-inv]  # same at r - 1
@@ -456,7 +480,7 @@ def measure_petrosian(
 
     # Background and noise: sigma-clipped statistics of pixels outside every segment.
     sky = ~(detected | badm)
-    sky_vals = band[sky] if sky.sum() >= 16 else band[~badm]
+    sky_vals = band[sky] if np.count_nonzero(sky) >= 16 else band[~badm]
     bkg, noise = sigma_clipped_stats(_subsample(sky_vals))
     img = band - np.float32(bkg)
 
@@ -467,8 +491,11 @@ def measure_petrosian(
         x_c = float((xx[core] * w).sum() / w.sum())
     else:
         y_c, x_c = float(yy[core].mean()), float(xx[core].mean())
-    dist = np.sqrt((yy - np.float32(y_c)) ** 2 + (xx - np.float32(x_c)) ** 2)
-    ring = dist.astype(np.int64)
+    hgt, wid = band.shape
+    dy2 = (np.arange(hgt, dtype=np.float32) - np.float32(y_c)) ** 2
+    dx2 = (np.arange(wid, dtype=np.float32) - np.float32(x_c)) ** 2
+    dist = np.sqrt(dy2[:, None] + dx2[None, :])
+    ring = dist.astype(np.intp)
     nr = int(ring.max()) + 1
 
     # Mask bad pixels, other segments and blended neighbours; fill with the ring mean.
@@ -483,7 +510,6 @@ def measure_petrosian(
         img = img.copy()
         img[masked] = fill[ring[masked]].astype(np.float32)
 
-    hgt, wid = band.shape
     r_edge = min(x_c + 0.5, wid - 0.5 - x_c, y_c + 0.5, hgt - 0.5 - y_c)
     r_max = r_edge - 0.5
     if r_max < 3.0:

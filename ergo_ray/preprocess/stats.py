@@ -13,31 +13,35 @@ __all__ = ["median", "percentile", "sigma_clipped_stats"]
 
 
 def _median_of_sorted(v: np.ndarray) -> float:
-    """Median of an already sorted 1-D array (the mean of the two middle values if even)."""
+    """Median of a sorted float64 1-D array (the mean of the two middle values if even)."""
     k = v.size // 2
     if v.size % 2:
         return float(v[k])
-    return float(np.mean(v[k - 1 : k + 1]))
+    return (float(v[k - 1]) + float(v[k])) / 2.0
 
 
-def median(values: np.ndarray) -> float:
-    """Median of a finite 1-D sample, as :func:`numpy.median` computes it.
+def median(values: np.ndarray, skip: int = 0) -> float:
+    """Median of a finite sample, as :func:`numpy.median` computes it.
 
     Parameters
     ----------
     values : numpy.ndarray
         Finite values (any shape; flattened).
+    skip : int
+        Leave out this many of the smallest values: placeholders for missing data that sort
+        below every valid value, so the sample need not be copied to drop them.
 
     Returns
     -------
     float
-        The median; NaN for an empty sample.
+        The median of the remaining values; NaN when none remain.
     """
     v = np.asarray(values).ravel()
-    if v.size == 0:
+    n = v.size - skip
+    if n <= 0:
         return float("nan")
-    k = v.size // 2
-    if v.size % 2:
+    k = skip + n // 2
+    if n % 2:
         return float(np.partition(v, k)[k])
     part = np.partition(v, (k - 1, k))
     return float(np.mean(part[k - 1 : k + 1]))
@@ -79,7 +83,8 @@ def sigma_clipped_stats(
 
     Each iteration keeps the values within ``sigma`` standard deviations of the median and
     stops when nothing is clipped or fewer than 3 values would remain. The sample is sorted
-    once, so that every kept set is a contiguous run and every median a lookup.
+    once: every kept set is then a contiguous run, its median a lookup and its mean and
+    variance differences of prefix sums (float64, about the sample's median).
 
     Parameters
     ----------
@@ -93,17 +98,28 @@ def sigma_clipped_stats(
     Returns
     -------
     tuple of float
-        (median, std) of the float32 sample; NaN for an empty sample.
+        (median, std); NaN for an empty sample.
     """
-    v = np.sort(np.asarray(values, dtype=np.float32).ravel())
+    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
     if v.size == 0:
         return float("nan"), float("nan")
+    ref = v[v.size // 2]
+    d = v - ref
+    s1 = np.concatenate(([0.0], np.cumsum(d)))
+    s2 = np.concatenate(([0.0], np.cumsum(d * d)))
+
+    def stats(lo: int, hi: int) -> tuple[float, float]:
+        n = hi - lo
+        mean = (s1[hi] - s1[lo]) / n
+        var = max((s2[hi] - s2[lo]) / n - mean * mean, 0.0)
+        return _median_of_sorted(v[lo:hi]), float(np.sqrt(var))
+
+    lo, hi = 0, v.size
     for _ in range(maxiters):
-        med = _median_of_sorted(v)
-        keep = np.abs(v - med) <= sigma * float(v.std())
-        n_keep = int(np.count_nonzero(keep))
-        if n_keep == v.size or n_keep < 3:
+        med, std = stats(lo, hi)
+        a = max(lo, int(np.searchsorted(v, med - sigma * std, "left")))
+        b = min(hi, int(np.searchsorted(v, med + sigma * std, "right")))
+        if b - a == hi - lo or b - a < 3:
             break
-        first = int(np.argmax(keep))
-        v = v[first : first + n_keep]
-    return _median_of_sorted(v), float(v.std())
+        lo, hi = a, b
+    return stats(lo, hi)
