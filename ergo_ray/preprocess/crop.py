@@ -75,8 +75,9 @@ def resize_matrix(n_in: int, start: float, length: float, n_out: int) -> np.ndar
         t = u - i0
         m = np.zeros((n_out, n_in))
         rows = np.arange(n_out)
-        np.add.at(m, (rows, i0), 1.0 - t)
-        np.add.at(m, (rows, i1), t)
+        # One entry per row in each statement (i1 may equal i0 at the last pixel).
+        m[rows, i0] += 1.0 - t
+        m[rows, i1] += t
     sums = m.sum(axis=1, keepdims=True)
     m = np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
     return m.astype(np.float32)

@@ -180,21 +180,19 @@ def _detect(
     smooth = _smooth3(np.maximum(s, 0.0))
     det = smooth > thresh
     det &= good
-    labels, n = ndimage.label(det, structure=_STRUCT8)
+    labels, n = ndimage.label(det, structure=_STRUCT8, output=np.intp)
     if n == 0:
         msg = f"no source above {nsigma:g} sigma"
         raise BadObjectError(msg, reason=reasons.NO_SOURCE)
-    areas = np.bincount(labels.ravel(), minlength=n + 1)
-    small = areas < min_area
-    small[0] = False
-    if small.any():
-        labels[small[labels]] = 0
-    lab = _central_label(labels, box_px, min_area, nsigma)
+    # Segments of at least min_area px; smaller ones are dropped (left unmasked).
+    big = np.bincount(labels.ravel(), minlength=n + 1) >= min_area
+    big[0] = False
+    detected = big[labels]
+    lab = _central_label(labels, box_px, min_area, nsigma, valid=detected)
     own = labels == lab
-    detected = labels > 0
     segments = detected & ~own
     neighbours = np.zeros(band.shape, dtype=np.int32)
-    sl = ndimage.find_objects(labels, max_label=lab)[lab - 1]
+    sl = _bounding_box(own)
     seeds = _deblend(smooth[sl], own[sl], thresh, min_area)
     if seeds.max() > 1:
         cy = (band.shape[0] - 1) / 2.0 - sl[0].start
@@ -209,20 +207,33 @@ def _detect(
     return own, segments, neighbours, detected
 
 
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """Slices of the smallest box holding every True pixel of a non-empty 2-D mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
 def _central_label(
     labels: np.ndarray,
     box_px: int,
     min_area: int,
     nsigma: float,
     centre: tuple[float, float] | None = None,
+    valid: np.ndarray | None = None,
 ) -> int:
-    """Label under the centre, else the label of the labelled pixel nearest to it."""
+    """Label under the centre, else the label of the labelled pixel nearest to it.
+
+    ``valid`` (bool, default ``labels > 0``) marks the pixels whose label counts.
+    """
+    if valid is None:
+        valid = labels > 0
     h, w = labels.shape
     cy, cx = centre if centre is not None else ((h - 1) / 2.0, (w - 1) / 2.0)
     iy, ix = round(cy), round(cx)
-    if 0 <= iy < h and 0 <= ix < w and labels[iy, ix]:
+    if 0 <= iy < h and 0 <= ix < w and valid[iy, ix]:
         return int(labels[iy, ix])
-    ys, xs = np.nonzero(labels)
+    ys, xs = np.nonzero(valid)
     if ys.size == 0:
         msg = f"no source of at least {min_area} px above {nsigma:g} sigma"
         raise BadObjectError(msg, reason=reasons.NO_SOURCE)
@@ -281,30 +292,35 @@ def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) 
     r0s, c0s = rows_above.argmax(axis=1), cols_above.argmax(axis=1)
     r1s = seg.shape[0] - rows_above[:, ::-1].argmax(axis=1)
     c1s = seg.shape[1] - cols_above[:, ::-1].argmax(axis=1)
-    # Each component of a level set holds a local maximum of the segment above the level,
-    # so where fewer than two lie above it there is nothing to label.
-    peaks = np.sort(inside[_local_maxima(inside)].astype(np.float64))
-    n_peaks = peaks.size - np.searchsorted(peaks, levels, "right")
+    # Every significant component of a level set holds a local maximum of the segment above
+    # the level (its brightest pixel), and so does the significant component holding it at
+    # each lower level: a significant component is never inside an insignificant one (area
+    # and flux above the level only shrink going up). So maxima found in an insignificant
+    # component are dropped, and a level with fewer than two maxima left above it cannot
+    # split; nor can any level above it.
+    py, px = np.nonzero(_local_maxima(inside))
+    pv = inside[py, px].astype(np.float64)
     seeds = seg.astype(np.int32)
     n_seeds = 1
     for k, t in enumerate(levels):
         if n_above[k] == 0 or n_above[k] < 2 * min_area:
             break
-        if n_peaks[k] < 2:
-            continue
+        live = pv > t
+        if np.count_nonzero(live) < 2:
+            break
         r0, r1, c0, c1 = r0s[k], r1s[k], c0s[k], c1s[k]
         comp, n = ndimage.label(inside[r0:r1, c0:c1] > t, structure=_STRUCT8)
         if n < 2:
             continue
         flat = comp.ravel()
         area = np.bincount(flat, minlength=n + 1)
-        sig = area >= min_area
-        sig[0] = False
-        if sig.sum() < 2:
-            continue
         # SExtractor's criterion: a branch's intensity above the split level.
         flux = np.bincount(flat, weights=smooth[r0:r1, c0:c1].ravel() - t, minlength=n + 1)
-        sig &= flux >= DEBLEND_CONTRAST * total
+        sig = (area >= min_area) & (flux >= DEBLEND_CONTRAST * total)
+        sig[0] = False
+        py, px = py[live], px[live]
+        keep = sig[comp[py - r0, px - c0]]
+        py, px, pv = py[keep], px[keep], inside[py[keep], px[keep]].astype(np.float64)
         if sig.sum() < 2:
             continue
         ids = np.flatnonzero(sig)

@@ -87,8 +87,9 @@ def prepare_image(
     )
     _, h, w = img.shape
     side = crop_side(res.r90_px, crop_factor, h, w)
-    work = img.astype(np.float32, copy=True)
+    work = img.astype(np.float32, copy=False)  # crop_and_resize copies what it uses
     if bad.any():
+        work = work.copy()
         for b in range(3):
             if bad[b].all():
                 msg = f"every pixel of band {'gri'[b]} is masked"
