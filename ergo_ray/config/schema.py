@@ -130,6 +130,10 @@ class CinnConfig(_Section):
     lr_factor: float = Field(0.5, gt=0, lt=1)
     lr_patience: int = Field(5, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    #: Standard deviation of Gaussian noise added to the standardised training targets at
+    #: every step (method.md §4.3: 0 in the paper's final runs, 0.025 in [CODE-22]). It keeps
+    #: the no-merger sentinels from becoming a point mass the likelihood can collapse onto.
+    label_noise: float = Field(0.0, ge=0)
     exsitu_transform: Literal["linear", "logit"] = "linear"
     n_ood_reference: int = Field(20000, ge=16)
     domains: tuple[str, ...] = ("tng100", "tng50")

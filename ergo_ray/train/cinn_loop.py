@@ -101,6 +101,7 @@ def loop_config(
         "lr_factor": c.lr_factor,
         "lr_patience": c.lr_patience,
         "grad_clip": c.grad_clip,
+        "label_noise": c.label_noise,
         "seed": int(seed),
     }
 
@@ -116,6 +117,7 @@ RESUME_KEYS: tuple[str, ...] = (
     "lr_factor",
     "lr_patience",
     "grad_clip",
+    "label_noise",
     "seed",
 )
 
@@ -268,6 +270,7 @@ def fit_cinn(
     bs = min(int(config["batch_size"]), n)
     steps = max(1, n // bs)
     red = reduce or (lambda s, k: (s, k))
+    noise = float(config.get("label_noise", 0.0))
     for epoch in range(int(st_["epoch"]) + 1, int(config["epochs"])):
         if st_["stopped"]:
             break
@@ -279,7 +282,10 @@ def fit_cinn(
         tot, cnt = 0.0, 0
         for step in range(steps):
             idx = order[step * bs : (step + 1) * bs]
-            loss = _nll(net, x_tr[idx], c_tr[idx]).mean()
+            x = x_tr[idx]
+            if noise > 0:
+                x = x + noise * torch.randn(x.shape, generator=gen).to(dev)
+            loss = _nll(net, x, c_tr[idx]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(

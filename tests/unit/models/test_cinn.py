@@ -226,6 +226,21 @@ def test_fit_cinn_early_stopping():
     assert state["stopped"] and state["epoch"] < 49
 
 
+def test_label_noise_is_seeded_changes_training_and_is_a_resume_setting():
+    train, val = _toy(128, 7), _toy(64, 8)
+    cfg = {**CONFIG, "epochs": 2, "batch_size": 64, "label_noise": 0.05}
+    states: list[dict] = []
+    a, _ = fit_cinn(train, val, cfg, on_epoch=lambda m, s: states.append(s))
+    b, _ = fit_cinn(train, val, cfg)
+    c, _ = fit_cinn(train, val, {**cfg, "label_noise": 0.0})
+    pairs = list(zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(torch.equal(x, y) for x, y in pairs)
+    assert any(not torch.equal(x, y)
+               for x, y in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
+    with pytest.raises(CheckpointError, match="different label_noise"):
+        fit_cinn(train, val, {**cfg, "label_noise": 0.1}, state=states[0])
+
+
 def test_condition_scaling_is_inside_the_network():
     model = _trained()
     rng = np.random.default_rng(0)
