@@ -112,7 +112,7 @@ def _coverage_at(cov: Any, level: float) -> float:
     if not levels or not emp:
         return float("nan")
     best = min(range(len(levels)), key=lambda i: abs(float(levels[i]) - level))
-    return _num(emp[best]) if abs(float(levels[best]) - level) < 0.051 else float("nan")
+    return _num(emp[best]) if abs(float(levels[best]) - level) < 1e-6 else float("nan")
 
 
 def _lookup_pair(table: Any, a: str, b: str) -> Any:
