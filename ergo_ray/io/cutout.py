@@ -47,8 +47,12 @@ class Cutout:
         """
         bad = ~np.isfinite(self.image)
         if self.mask is not None and bits:
-            sel = np.int64(0)
+            sel = 0
             for b in bits:
-                sel |= np.int64(1) << b
-            bad |= (self.mask.astype(np.int64) & sel) != 0
+                sel |= 1 << b
+            mask = np.asarray(self.mask)
+            # Test the bits in the mask's own integer type (no int64 copy) when they fit.
+            if mask.dtype.kind not in "iu" or sel > np.iinfo(mask.dtype).max:
+                mask = mask.astype(np.int64)
+            bad |= (mask & mask.dtype.type(sel)) != 0
         return bad
