@@ -7,9 +7,15 @@ Definitions (method.md §2.1; documented here because they fix what ``r90_px`` m
 * **Detection.** Background level and noise are the sigma-clipped (3σ, 5 iterations) median
   and standard deviation of the stretched image. The stretched image is smoothed with a
   3 × 3 Gaussian kernel of FWHM 3 px; pixels above ``median + nsigma × std`` form
-  8-connected segments; segments smaller than ``min_area_px`` are discarded. No deblending
-  (the authors used photutils' deblender; here a touching neighbour stays part of the
-  central segment).
+  8-connected segments; segments smaller than ``min_area_px`` are discarded. Blended
+  neighbours are split off by multi-threshold deblending (:func:`_deblend`).
+* **Binned deblending (approximation).** On stamps of at least ``BIN_MIN_PX`` px on each
+  side, the central segment is deblended on the 2 × 2-binned smoothed image (block means;
+  a block belongs to the segment when one of its pixels does; ``min_area_px / 4`` blocks),
+  and the cores found are upsampled by pixel replication and cut to the segment. The
+  segmentation itself stays at full resolution. On the benchmark's 200-px mock stamps R90
+  is unchanged for most galaxies (median relative change 0, 99th percentile ~4 %);
+  deblending costs about a third less.
 * **Central source.** The segment under the stamp centre, else the segment with a pixel
   nearest the centre, if that pixel lies inside the central box; otherwise ``no_source``.
   Its centre is the flux-weighted centroid of its pixels.
@@ -56,6 +62,10 @@ DEBLEND_CONTRAST = 0.001
 FOOTPRINT_MOMENT_SCALE = 2.0
 #: Grid step of the curve of growth in pixels (1 / step must be an integer).
 GRID_STEP = 0.05
+#: Stamps with both sides at least this long are segmented on a 2 x 2-binned image.
+BIN_MIN_PX = 128
+#: The curve of growth is first measured within this radius of the centre (px).
+WINDOW_RADIUS_PX = 48.0
 
 # 3x3 Gaussian with FWHM 3 px (sigma = 3 / 2.3548), separable, normalised.
 _SIG = 3.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
@@ -134,6 +144,33 @@ def _smooth3(img: np.ndarray) -> np.ndarray:
     return conv(cols, np.s_[:-2], np.s_[1:-1], np.s_[2:])
 
 
+def _bin2(img: np.ndarray) -> np.ndarray:
+    """Mean of each 2 × 2 block (a trailing odd row or column is dropped)."""
+    h, w = img.shape[0] // 2 * 2, img.shape[1] // 2 * 2
+    out = img[0:h:2, 0:w:2] + img[1:h:2, 0:w:2]
+    out += img[0:h:2, 1:w:2]
+    out += img[1:h:2, 1:w:2]
+    out *= 0.25
+    return out
+
+
+def _bin2_any(mask: np.ndarray) -> np.ndarray:
+    """True for the 2 × 2 blocks holding a True pixel (a trailing odd row/column is dropped)."""
+    h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
+    out = mask[0:h:2, 0:w:2] | mask[1:h:2, 0:w:2]
+    out |= mask[0:h:2, 1:w:2]
+    out |= mask[1:h:2, 1:w:2]
+    return out
+
+
+def _upsample2(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Replicate each pixel into a 2 × 2 block; crop, or pad by edge replication, to ``shape``."""
+    up = np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)[: shape[0], : shape[1]]
+    if up.shape != shape:
+        up = np.pad(up, ((0, shape[0] - up.shape[0]), (0, shape[1] - up.shape[1])), "edge")
+    return up
+
+
 @lru_cache(maxsize=32)
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     yy, xx = np.mgrid[0:h, 0:w]
@@ -193,7 +230,20 @@ def _detect(
     segments = detected & ~own
     neighbours = np.zeros(band.shape, dtype=np.int32)
     sl = _bounding_box(own)
-    seeds = _deblend(smooth[sl], own[sl], thresh, min_area)
+    if min(band.shape) >= BIN_MIN_PX:
+        # Deblend the segment's blocks on the binned smoothed image (min_area / 4 blocks).
+        rb = slice(sl[0].start // 2, min(-(-sl[0].stop // 2), band.shape[0] // 2))
+        cb = slice(sl[1].start // 2, min(-(-sl[1].stop // 2), band.shape[1] // 2))
+        sub = np.s_[2 * rb.start : 2 * rb.stop, 2 * cb.start : 2 * cb.stop]
+        seeds_b = _deblend(_bin2(smooth[sub]), _bin2_any(own[sub]), thresh, -(-min_area // 4))
+        if seeds_b.max() > 1:
+            y0, x0 = sl[0].start - 2 * rb.start, sl[1].start - 2 * cb.start
+            box = (sl[0].stop - 2 * rb.start, sl[1].stop - 2 * cb.start)
+            seeds = _upsample2(seeds_b, box)[y0:, x0:] * own[sl]
+        else:
+            seeds = seeds_b
+    else:
+        seeds = _deblend(smooth[sl], own[sl], thresh, min_area)
     if seeds.max() > 1:
         cy = (band.shape[0] - 1) / 2.0 - sl[0].start
         cx = (band.shape[1] - 1) / 2.0 - sl[1].start
@@ -444,6 +494,96 @@ def _curve_of_growth(
     return radii, ramp - shifted
 
 
+def _petrosian_profile(
+    img: np.ndarray,
+    masked: np.ndarray,
+    neighbours: np.ndarray,
+    core: np.ndarray,
+    y_c: float,
+    x_c: float,
+    floor: float,
+    r_cut: float,
+    r_max: float,
+) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Curve of growth of the masked and filled image and the Petrosian radius.
+
+    Only the pixels within ``r_cut + 2`` of the centre are used, so the 1-px rings that fill
+    the masked pixels within ``r_cut`` are complete and the curve of growth up to ``r_cut``
+    equals the whole stamp's. With ``r_cut < r_max``, None is returned when that window does
+    not settle the result (a neighbour core reaching outside it, η not falling to
+    ``PETROSIAN_ETA`` within it, or ``TOTAL_FLUX_FACTOR × r_petro`` beyond it).
+
+    Returns
+    -------
+    radii, cog : numpy.ndarray
+        Radii from 0 to ``r_cut`` (step ``GRID_STEP``) and F(r).
+    r_petro : float
+        The Petrosian radius.
+
+    Raises
+    ------
+    BadObjectError
+        ``no_petrosian_radius`` when ``r_cut == r_max`` and there is none.
+    """
+    whole = r_cut >= r_max
+    h, w = img.shape
+    if whole:
+        win = np.s_[0:h, 0:w]
+    else:
+        half = r_cut + 2.0
+        y0, y1 = max(0, int(np.floor(y_c - half))), min(h, int(np.ceil(y_c + half)) + 1)
+        x0, x1 = max(0, int(np.floor(x_c - half))), min(w, int(np.ceil(x_c + half)) + 1)
+        win = np.s_[y0:y1, x0:x1]
+    img, masked, nbs, core = img[win], masked[win], neighbours[win], core[win]
+    dy2 = (np.arange(win[0].start, win[0].stop, dtype=np.float32) - np.float32(y_c)) ** 2
+    dx2 = (np.arange(win[1].start, win[1].stop, dtype=np.float32) - np.float32(x_c)) ** 2
+    dist = np.sqrt(dy2[:, None] + dx2[None, :])
+    ring = dist.astype(np.intp)
+    nr = int(ring.max()) + 1
+
+    if nbs.any() or (not whole and neighbours.any()):
+        if not whole:
+            # A neighbour's model needs all of its core, on complete rings.
+            inside = np.count_nonzero(nbs[dist < r_cut + 1.0])
+            if inside != np.count_nonzero(neighbours):
+                return None
+        masked = masked | (nbs > 0)
+        profile = _ring_mean(img, ring, ~masked, nr)
+        masked |= _neighbour_footprints(img, nbs, ring, profile, floor) & ~core
+    if masked.any():
+        fill = _ring_mean(img, ring, ~masked, nr)
+        img = img.copy()
+        img[masked] = fill[ring[masked]].astype(np.float32)
+    radii, cog = _curve_of_growth(img.ravel(), dist.ravel(), r_cut)
+
+    # Petrosian ratio on radii r where the outer annulus edge 1.25 r stays inside r_cut.
+    a_in, a_out = ANNULUS
+    r_ok = radii[(radii >= 1.0) & (radii * a_out <= r_cut)]
+    if r_ok.size < 2:
+        if not whole:
+            return None
+        msg = "stamp too small for a Petrosian radius"
+        raise BadObjectError(msg, reason=reasons.NO_PETROSIAN_RADIUS)
+    f_in = np.interp(r_ok * a_in, radii, cog)
+    f_out = np.interp(r_ok * a_out, radii, cog)
+    f_r = np.interp(r_ok, radii, cog)
+    sb_annulus = (f_out - f_in) / (np.pi * (a_out**2 - a_in**2) * r_ok**2)
+    sb_mean = f_r / (np.pi * r_ok**2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.where(sb_mean > 0, sb_annulus / sb_mean, np.nan)
+    # The ratio starts near 1 at the centre; take the first fall below eta.
+    eta_f = np.where(np.isfinite(eta), eta, -1.0)
+    r_p = _first_crossing(r_ok, eta_f, PETROSIAN_ETA)
+    if not np.isfinite(r_p) or eta_f[0] < PETROSIAN_ETA:
+        if not whole:
+            return None
+        msg = f"the Petrosian ratio does not fall to {PETROSIAN_ETA} inside {r_max:.1f} px"
+        raise BadObjectError(msg, reason=reasons.NO_PETROSIAN_RADIUS)
+    if not whole and TOTAL_FLUX_FACTOR * r_p > radii[-1]:
+        return None
+    return radii, cog, r_p
+
+
 def measure_petrosian(
     band: np.ndarray,
     bad: np.ndarray | None = None,
@@ -508,52 +648,22 @@ def measure_petrosian(
     else:
         y_c, x_c = float(yy[core].mean()), float(xx[core].mean())
     hgt, wid = band.shape
-    dy2 = (np.arange(hgt, dtype=np.float32) - np.float32(y_c)) ** 2
-    dx2 = (np.arange(wid, dtype=np.float32) - np.float32(x_c)) ** 2
-    dist = np.sqrt(dy2[:, None] + dx2[None, :])
-    ring = dist.astype(np.intp)
-    nr = int(ring.max()) + 1
-
-    # Mask bad pixels, other segments and blended neighbours; fill with the ring mean.
-    masked = badm | segments
-    if neighbours.any():
-        masked |= neighbours > 0
-        profile = _ring_mean(img, ring, ~masked, nr)
-        floor = noise if np.isfinite(noise) else 0.0
-        masked |= _neighbour_footprints(img, neighbours, ring, profile, floor) & ~core
-    if masked.any():
-        fill = _ring_mean(img, ring, ~masked, nr)
-        img = img.copy()
-        img[masked] = fill[ring[masked]].astype(np.float32)
-
     r_edge = min(x_c + 0.5, wid - 0.5 - x_c, y_c + 0.5, hgt - 0.5 - y_c)
     r_max = r_edge - 0.5
     if r_max < 3.0:
         msg = f"the source centroid ({x_c:.1f}, {y_c:.1f}) is too close to the stamp edge"
         raise BadObjectError(msg, reason=reasons.NO_PETROSIAN_RADIUS)
-    radii, cog = _curve_of_growth(img.ravel(), dist.ravel(), r_max)
 
-    # Petrosian ratio on radii r where the outer annulus edge 1.25 r stays inside r_max.
-    a_in, a_out = ANNULUS
-    r_ok = radii[(radii >= 1.0) & (radii * a_out <= r_max)]
-    if r_ok.size < 2:
-        msg = "stamp too small for a Petrosian radius"
-        raise BadObjectError(msg, reason=reasons.NO_PETROSIAN_RADIUS)
-    f_in = np.interp(r_ok * a_in, radii, cog)
-    f_out = np.interp(r_ok * a_out, radii, cog)
-    f_r = np.interp(r_ok, radii, cog)
-    sb_annulus = (f_out - f_in) / (np.pi * (a_out**2 - a_in**2) * r_ok**2)
-    sb_mean = f_r / (np.pi * r_ok**2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(sb_mean > 0, sb_annulus / sb_mean, np.nan)
-    # The ratio starts near 1 at the centre; take the first fall below eta.
-    eta_f = np.where(np.isfinite(eta), eta, -1.0)
-    r_p = _first_crossing(r_ok, eta_f, PETROSIAN_ETA)
-    if not np.isfinite(r_p) or eta_f[0] < PETROSIAN_ETA:
-        msg = f"the Petrosian ratio does not fall to {PETROSIAN_ETA} inside {r_max:.1f} px"
-        raise BadObjectError(msg, reason=reasons.NO_PETROSIAN_RADIUS)
+    # Mask bad pixels, other segments and blended neighbours; fill with the ring mean. Most
+    # galaxies are done within WINDOW_RADIUS_PX of the centre; the rest use the whole stamp.
+    masked = badm | segments
+    floor = noise if np.isfinite(noise) else 0.0
+    args = (img, masked, neighbours, core, y_c, x_c, floor)
+    found = _petrosian_profile(*args, WINDOW_RADIUS_PX, r_max) if WINDOW_RADIUS_PX < r_max else None
+    radii, cog, r_p = found if found is not None else _petrosian_profile(*args, r_max, r_max)
 
-    r_tot = min(TOTAL_FLUX_FACTOR * r_p, float(radii[-1]))
+    r_last = np.floor(r_max / GRID_STEP) * GRID_STEP  # the last radius of the whole stamp
+    r_tot = min(TOTAL_FLUX_FACTOR * r_p, float(r_last))
     f_tot = float(np.interp(r_tot, radii, cog))
     if not f_tot > 0:
         msg = f"non-positive flux {f_tot:.3g} inside 2 r_petro"
