@@ -41,10 +41,12 @@ def median(values: np.ndarray, skip: int = 0) -> float:
     if n <= 0:
         return float("nan")
     k = skip + n // 2
+    part = np.partition(v, k)
     if n % 2:
-        return float(np.partition(v, k)[k])
-    part = np.partition(v, (k - 1, k))
-    return float(np.mean(part[k - 1 : k + 1]))
+        return float(part[k])
+    # The other middle value is the largest one left of k: one selection, not two.
+    a, b = part[skip:k].max(), part[k]
+    return float((a + b) / 2)  # numpy scalars: np.mean's sum and division, in the dtype
 
 
 def percentile(values: np.ndarray, q: float) -> float:
@@ -68,8 +70,9 @@ def percentile(values: np.ndarray, q: float) -> float:
     pos = (v.size - 1) * (q / 100.0)
     i = min(max(int(np.floor(pos)), 0), v.size - 1)
     j = min(i + 1, v.size - 1)
-    part = np.partition(v, (i, j)) if j > i else np.partition(v, i)
-    a, b = part[i], part[j]  # numpy scalars: the interpolation runs in the sample's dtype
+    part = np.partition(v, i)
+    # numpy scalars: the interpolation runs in the sample's dtype.
+    a, b = part[i], (part[j:].min() if j > i else part[i])
     t = pos - i
     diff = b - a
     # numpy's lerp: from the nearer end, so that t = 1 returns b exactly.

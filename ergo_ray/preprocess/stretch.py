@@ -62,7 +62,10 @@ def scaled_box(central_box_px: int, size: int) -> int:
 
 
 def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """Clip to [0, 1], scale by 255 and truncate to uint8 (``x`` may be overwritten)."""
+    x = np.clip(x, 0.0, 1.0, out=x if x.dtype.kind == "f" else None)
+    x *= 255.0
+    return x.astype(np.uint8)
 
 
 def log_stretch(band: np.ndarray, box_px: int) -> np.ndarray:
@@ -105,7 +108,9 @@ def log_stretch(band: np.ndarray, box_px: int) -> np.ndarray:
             f"{lower / _LN10:.3g} (log10)"
         )
         raise BadObjectError(msg, reason=reasons.FLAT_STRETCH)
-    return _to_uint8((y - lower) / (upper - lower))
+    y -= lower
+    y /= upper - lower
+    return _to_uint8(y)
 
 
 def asinh_stretch(band: np.ndarray) -> np.ndarray:
