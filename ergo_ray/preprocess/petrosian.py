@@ -373,12 +373,11 @@ def _deblend(smooth: np.ndarray, seg: np.ndarray, thresh: float, min_area: int) 
         py, px, pv = py[keep], px[keep], inside[py[keep], px[keep]].astype(np.float64)
         if sig.sum() < 2:
             continue
-        ids = np.flatnonzero(sig)
+        # Parent seed of each significant component (components nest inside seeds), read
+        # at one of its maxima: every significant component holds one (see above).
+        ids, first = np.unique(comp[py - r0, px - c0], return_index=True)
+        parent = seeds[py[first], px[first]]
         seeds_sub = seeds[r0:r1, c0:c1]
-        # Parent seed of each significant component (components nest inside seeds).
-        order = np.argsort(flat, kind="stable")
-        first = order[np.searchsorted(flat[order], ids)]
-        parent = seeds_sub.ravel()[first]
         cnt = np.bincount(parent, minlength=n_seeds + 1)
         split = np.flatnonzero(cnt >= 2)
         if split.size == 0:
