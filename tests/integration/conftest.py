@@ -1,0 +1,38 @@
+"""A tiny ``ergo-ray demo`` on the loopback S3 endpoint, shared by the demo tests and the
+``validate``/``compare`` tests (one mock → prepare → NNCLR → cINN chain per session)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from ergo_ray.cli.main import main
+
+#: ``--n`` of the shared demo: galaxies of ``tng100`` (the other domains scale from it).
+DEMO_N = 32
+
+
+@pytest.fixture(scope="session")
+def ci_demo(ray_session, s3_endpoint):
+    """Run ``ergo-ray demo --preset ci`` into a fresh bucket; return its URL and settings.
+
+    Returns
+    -------
+    dict
+        ``root`` (the demo's ``--out``), ``common`` (the ``--preset``/``--set`` options
+        every stage got) and ``storage`` (a StorageConfig for reading the outputs).
+    """
+    import boto3
+
+    from ergo_ray.config.schema import StorageConfig
+
+    name = f"demo-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(
+        Bucket=name)
+    root = f"s3://{name}/demo"
+    common = ["--preset", "ci", "--set", f"storage.endpoint_url={s3_endpoint}",
+              "--set", "storage.region=us-east-1"]
+    assert main(["demo", "--out", root, "--n", str(DEMO_N), *common]) == 0
+    return {"root": root, "common": common,
+            "storage": StorageConfig(endpoint_url=s3_endpoint, region="us-east-1")}
