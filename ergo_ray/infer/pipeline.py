@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ergo_ray import __version__
-from ergo_ray.errors import ConfigError, InputError, StorageError
+from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
 from ergo_ray.infer.manifest import (
     CatalogLayout,
     CatalogStats,
@@ -461,16 +461,16 @@ def _bundle_info(model: str, storage_cfg: StorageConfig | None
     Reads only the bundle's manifest and ``transforms.json`` (digest-checked): the driver
     never builds the networks, the actors do.
     """
-    from ergo_ray.infer.bundle import load_bundle, read_verified
+    from ergo_ray.infer.bundle import read_verified
 
     manifest, files = read_verified(model, storage_cfg, names=("transforms.json",))
     try:
         tr = json.loads(files["transforms.json"])
         model_id, size = str(manifest["model_id"]), int(tr["input_size"])
         pre = dict(tr.get("preprocess") or {})
-    except (KeyError, TypeError, ValueError):  # an older layout: load it fully
-        b = load_bundle(model, storage_cfg, device="cpu")
-        model_id, size, pre = str(b.model_id), int(b.input_size), dict(b.preprocess)
+    except (KeyError, TypeError, ValueError) as err:
+        msg = f"{storage.redact(model)}: bundle metadata is invalid: {err!r}"
+        raise CheckpointError(msg) from err
     return model_id, size, {k: pre[k] for k in PREPARE_KEYS if k in pre}
 
 
@@ -598,8 +598,6 @@ def _drain(ds: ray.data.Dataset, collector: UnitCollector, progress: ProgressLog
         msg = (f"{len(collector.incomplete)} units did not return all their rows "
                f"(first: {collector.manifest.by_key[collector.incomplete[0]].source}); "
                "re-run the same command to finish them")
-        from ergo_ray.errors import CheckpointError
-
         raise CheckpointError(msg)
 
 

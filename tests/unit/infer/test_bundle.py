@@ -232,3 +232,24 @@ def test_s3_round_trip_identical_samples(bundle_dir, bucket, storage_cfg, tmp_pa
         remote.sample_posterior(reps, 25, seed=3),
         local.sample_posterior(reps, 25, seed=3),
     )
+
+
+def test_catalog_driver_names_a_bundle_with_invalid_metadata(bundle_dir, tmp_path):
+    import hashlib
+
+    from ergo_ray.infer.pipeline import _bundle_info
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir[0], copy)
+    assert _bundle_info(str(copy), None)[1] == SIZE
+    tr = json.loads((copy / "transforms.json").read_text())
+    del tr["input_size"]
+    data = json.dumps(tr).encode()
+    (copy / "transforms.json").write_bytes(data)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["transforms.json"] = {"sha256": hashlib.sha256(data).hexdigest(),
+                                            "bytes": len(data)}
+    manifest["model_id"] = bd._model_id({n: f["sha256"] for n, f in manifest["files"].items()})
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"b: bundle metadata is invalid: .*input_size"):
+        _bundle_info(str(copy), None)
