@@ -270,7 +270,7 @@ def fit_cinn(
     bs = min(int(config["batch_size"]), n)
     steps = max(1, n // bs)
     red = reduce or (lambda s, k: (s, k))
-    noise = float(config.get("label_noise", 0.0))
+    noise = float(config["label_noise"])
     for epoch in range(int(st_["epoch"]) + 1, int(config["epochs"])):
         if st_["stopped"]:
             break

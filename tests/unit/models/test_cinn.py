@@ -178,6 +178,7 @@ CONFIG = {
     "lr_factor": 0.5,
     "lr_patience": 5,
     "grad_clip": 1.0,
+    "label_noise": 0.0,
     "seed": 0,
 }
 
