@@ -6,13 +6,11 @@ import logging
 import os
 import uuid
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from ergo_ray.runtime import set_env_defaults  # noqa: E402  (before anything imports ray)
+
+set_env_defaults()
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "1")
-os.environ.setdefault("RAY_DATA_DOWNLOAD_PARTITION_MAX_ACTORS", "2")
-os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION", "0")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 for _var in ("RAY_ADDRESS", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
     os.environ.pop(_var, None)

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from ergo_ray.runtime import ENV_DEFAULTS
+
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.s3]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,13 +184,9 @@ def _cluster_env() -> dict[str, str]:
         RAY_AUTH_MODE="token",
         # A throw-away token for this cluster only: held in memory, never written.
         RAY_AUTH_TOKEN=secrets.token_hex(32),
-        RAY_USAGE_STATS_ENABLED="0",
         RAY_DATA_DISABLE_PROGRESS_BARS="1",
-        RAY_DATA_PARQUET_FOOTER_NUM_ACTORS="1",
-        RAY_DATA_DOWNLOAD_PARTITION_MAX_ACTORS="2",
-        RAY_TRAIN_ENABLE_STATE_ACTOR_RECONCILIATION="0",
-        OMP_NUM_THREADS="1",
         PYTHONUNBUFFERED="1",
+        **ENV_DEFAULTS,
     )
     return env
 
