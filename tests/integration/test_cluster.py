@@ -394,10 +394,13 @@ def test_catalog_job_writes_every_galaxy_once_with_actors_on_both_nodes(
     sid = ray_cluster.submit(
         "jobs/catalog.py", "--model", bundle[0], "--in", survey_url, "--out", out,
         # Two actors of 2 CPUs: one fits a 3-CPU node (with a 1-CPU reader beside it),
-        # two do not, so Ray must place one on each node. Small batches, and a pool that
-        # starts only once both actors are up, give both of them work.
+        # two do not, so Ray must place one on each node. The pool starts once both actors
+        # are up. Ray Data hands a block to the actor on the block's node while that actor
+        # has fewer than 2 tasks in flight, so both actors get work only when one of them
+        # falls behind the readers: 1000 posterior samples per galaxy make a batch of 8
+        # slower than reading a shard of 8.
         "--actors", "2:2", "--cpus-per-actor", "2", "--batch-size", "8",
-        "--samples", "20", *_settings(s3_endpoint),
+        "--samples", "1000", *_settings(s3_endpoint),
         env_vars={"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"})
 
     # Every galaxy exactly once, in the bucket.
