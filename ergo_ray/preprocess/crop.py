@@ -109,5 +109,6 @@ def crop_and_resize(image: np.ndarray, crop_px: float, size: int) -> np.ndarray:
     c0, c1 = max(0, int(np.floor(x0)) - 1), min(w, int(np.ceil(x0 + side)) + 1)
     sub = np.ascontiguousarray(image[:, r0:r1, c0:c1], dtype=np.float32)
     ry = resize_matrix(r1 - r0, y0 - r0, side, size)
-    rx = resize_matrix(c1 - c0, x0 - c0, side, size)
+    same = (c1 - c0, x0 - c0) == (r1 - r0, y0 - r0)  # a square stamp: the same window
+    rx = ry if same else resize_matrix(c1 - c0, x0 - c0, side, size)
     return np.matmul(np.matmul(ry, sub), rx.T)

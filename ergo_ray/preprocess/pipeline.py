@@ -13,6 +13,7 @@ from ergo_ray.io.cutout import Cutout
 from ergo_ray.preprocess import reasons
 from ergo_ray.preprocess.crop import crop_and_resize, crop_side
 from ergo_ray.preprocess.petrosian import measure_petrosian
+from ergo_ray.preprocess.stats import median
 from ergo_ray.preprocess.stretch import scaled_box, stretch_image
 
 __all__ = ["RADIUS_KEYS", "prepare_image"]
@@ -95,7 +96,7 @@ def prepare_image(
                 msg = f"every pixel of band {'gri'[b]} is masked"
                 raise BadObjectError(msg, reason=reasons.ALL_MASKED)
             if bad[b].any():
-                work[b][bad[b]] = np.median(work[b][~bad[b]])
+                work[b][bad[b]] = median(work[b][~bad[b]])
     resized = crop_and_resize(work[::-1], side, size)  # (i, r, g)
     out = stretch_image(resized, stretch, scaled_box(central_box_px, size))
     radii = {
