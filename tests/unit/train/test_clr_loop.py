@@ -94,3 +94,17 @@ def test_validate_returns_clean_representations_with_targets(toy, config):
     _, rep, targets = trainer.validate(batches, g, n_loss_batches=0)
     assert rep.shape == (len(toy["val"]["image"]), 256)
     assert np.array_equal(targets["log_mstar"], toy["val"]["log_mstar"])
+
+
+def test_shuffle_window_yields_every_row_once_in_full_batches():
+    from ergo_ray.train.clr_loop import _mixed
+
+    rows = np.arange(40 * 12).reshape(40, 3, 2, 2)
+    window = [rows[i : i + 8] for i in range(0, 40, 8)]
+    first = list(_mixed(window, 8, np.random.default_rng(3)))
+    again = list(_mixed(window, 8, np.random.default_rng(3)))
+    assert [b.shape for b in first] == [(8, 3, 2, 2)] * 5
+    got = np.concatenate(first)
+    assert sorted(got[:, 0, 0, 0].tolist()) == sorted(rows[:, 0, 0, 0].tolist())
+    assert not np.array_equal(got, rows)  # mixed across the input batches
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))  # seeded
