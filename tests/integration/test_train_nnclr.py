@@ -30,8 +30,10 @@ def _sets():
     return [a for s in SETTINGS for a in ("--set", s)]
 
 
-def test_two_workers_checkpoint_to_s3_and_resume(ray_session, toy, bucket, s3_overrides,
-                                                 storage_cfg):
+def test_two_workers_checkpoint_to_s3_resume_and_retry(ray_session, toy, bucket, s3_overrides,
+                                                       storage_cfg):
+    from ergo_ray.train.nnclr_stage import fit_nnclr
+
     out = f"s3://{bucket}/nnclr-run"
     argv = ["train-nnclr", "--preset", "ci", "--data", *toy, "--out", out, "--workers", "2",
             *_sets(), *s3_overrides]
@@ -57,33 +59,19 @@ def test_two_workers_checkpoint_to_s3_and_resume(ray_session, toy, bucket, s3_ov
     assert meta["in_size"] == 16 and meta["epoch"] == 0
     assert encoder(torch.rand(2, 3, 16, 16)).shape == (2, 256)
 
-    # the same command with more epochs continues at epoch 1 rather than restarting
-    assert main([*argv, "--epochs", "2"]) == 0
+    # The same run asked for 3 epochs continues at epoch 1 rather than restarting; a worker
+    # that fails after epoch 1 is retried by Ray Train from the epoch-1 checkpoint.
+    cfg = load_config("ci", overrides=[*SETTINGS, *s3_overrides[1::2]])
+    marker = f"s3://{bucket}/failed-once"
+    summary = fit_nnclr(cfg, data=toy, out=out, workers=2, epochs=3,
+                        extra_config={"fail_after_epoch": 1, "fail_marker": marker})
+    assert st.exists(marker, storage_cfg)  # the failure happened
     rows = read_metrics(st.join(out, "metrics.jsonl"), storage_cfg)
-    assert [r["epoch"] for r in rows] == [0, 1]
-    assert rows[1]["resumed_at_epoch"] == 1
-    _, meta = load_encoder(out, storage_cfg)
-    assert meta["epoch"] == 1
-
-
-def test_worker_failure_is_retried_from_last_checkpoint(ray_session, toy, tmp_path):
-    from ergo_ray.train.nnclr_stage import fit_nnclr
-
-    cfg = load_config("ci", overrides=SETTINGS)
-    marker = str(tmp_path / "failed-once")
-    out = str(tmp_path / "run")
-    summary = fit_nnclr(cfg, data=toy, out=out, workers=1, epochs=2,
-                        extra_config={"fail_after_epoch": 0, "fail_marker": marker})
-    assert st.exists(marker)  # the failure happened
-    rows = read_metrics(st.join(out, "metrics.jsonl"))
-    assert [r["epoch"] for r in rows] == [0, 1]
-    assert rows[1]["resumed_at_epoch"] == 1  # the retried worker group resumed
-    assert summary["epochs"] == 2
-    assert load_encoder(summary["encoder"])[1]["epoch"] == 1
-    # re-running a finished run trains nothing more and keeps its outputs
-    again = fit_nnclr(cfg, data=toy, out=out, workers=1, epochs=2)
-    assert again["epochs"] == 2
-    assert read_metrics(st.join(out, "metrics.jsonl")) == rows
+    assert [r["epoch"] for r in rows] == [0, 1, 2]
+    assert rows[1]["resumed_at_epoch"] == 1  # the second command resumed
+    assert rows[2]["resumed_at_epoch"] == 2  # the retried worker group resumed
+    assert summary["epochs"] == 3
+    assert load_encoder(out, storage_cfg)[1]["epoch"] == 2
 
 
 def test_bad_input_is_a_one_line_error(tmp_path, capsys):
