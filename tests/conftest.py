@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 
-from ergo_ray.runtime import set_env_defaults  # noqa: E402  (before anything imports ray)
+from ergo_ray.runtime import set_env_defaults  # before anything imports ray
 
 set_env_defaults()
 os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")

@@ -406,7 +406,7 @@ def _shard_passes(shard: Any, batch_size: int, size: int, seed: int) -> Iterator
 
 def _mixed(window: list[np.ndarray], batch_size: int, rng: np.random.Generator
            ) -> Iterator[np.ndarray]:
-    """The window's rows in a random order, as full batches."""
+    """Yield the window's rows in a random order, as full batches."""
     rows = np.concatenate(window)
     order = rng.permutation(len(rows))
     for start in range(0, len(rows) - batch_size + 1, batch_size):
