@@ -163,7 +163,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                      "5 %", "self-score level"))
     rows.append(("hsc − tng100 inferred ex-situ fraction at fixed mass",
                  _f(s["hsc_minus_tng100_exsitu_inferred"]), _f(s["hsc_minus_tng100_exsitu_truth"]),
-                 "same difference in the hidden truth"))
+                 "hsc inferred − tng100 true values"))
     rows.append(("hsc ex-situ bias (MAP − hidden truth)", _f(s["hsc_exsitu_bias_model"]),
                  "0", "an unbiased model"))
     return rows
