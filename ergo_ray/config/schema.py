@@ -135,6 +135,11 @@ class CinnConfig(_Section):
     #: the no-merger sentinels from becoming a point mass the likelihood can collapse onto.
     label_noise: float = Field(0.0, ge=0)
     exsitu_transform: Literal["linear", "logit"] = "linear"
+    #: Seconds between training checkpoints (the last epoch is always checkpointed). An
+    #: epoch of the cINN takes milliseconds to seconds, a Ray Train checkpoint about one
+    #: second, so checkpointing every epoch would dominate the stage; 0 checkpoints every
+    #: epoch.
+    checkpoint_every_s: float = Field(30.0, ge=0)
     n_ood_reference: int = Field(20000, ge=16)
     domains: tuple[str, ...] = ("tng100", "tng50")
 
