@@ -55,6 +55,9 @@ class Posterior:
         bool (N,) rows of the set that were sampled (finite representation, no error).
     reps : numpy.ndarray
         float32 (n_keep, D) representations.
+    cond : numpy.ndarray
+        float32 (n_keep, D + k) conditions of the cINN: the representations, plus the
+        redshift for a model conditioned on it.
     samples : numpy.ndarray
         float32 (n_keep, S, 3) posterior samples.
     summary : dict
@@ -65,6 +68,7 @@ class Posterior:
 
     keep: np.ndarray
     reps: np.ndarray
+    cond: np.ndarray
     samples: np.ndarray
     summary: dict[str, np.ndarray]
     errors: dict[str, str] = field(default_factory=dict)
@@ -115,8 +119,9 @@ def posterior_for_set(bundle: Any, es: EvalSet, n_samples: int, seed: int) -> Po
     Returns
     -------
     Posterior
-        Samples and summaries of the usable rows; rows with non-finite representations or
-        posteriors are dropped and listed in ``errors``.
+        Samples and summaries of the usable rows; rows with non-finite representations,
+        a missing redshift (for a model conditioned on it) or non-finite posteriors are
+        dropped and listed in ``errors``.
 
     Raises
     ------
@@ -126,23 +131,27 @@ def posterior_for_set(bundle: Any, es: EvalSet, n_samples: int, seed: int) -> Po
     reps = es.reps if es.reps is not None else bundle.represent(es.images)
     reps = np.asarray(reps, np.float32)
     ids = es.columns["object_id"]
-    finite = np.isfinite(reps).all(axis=1)
-    errors = {str(o): "nonfinite_representation" for o in ids[~finite]}
+    cond = bundle.condition(reps, es.column("redshift"))
+    finite = np.isfinite(cond).all(axis=1)
+    rep_ok = np.isfinite(reps).all(axis=1)
+    errors = {str(o): "nonfinite_representation" if r else "missing_redshift"
+              for o, r in zip(ids[~finite], rep_ok[~finite], strict=True)}
     seeds = _object_seeds(ids, seed)
     idx = np.flatnonzero(finite)
-    samples, ok, errs = _sample_robust(bundle.sample_posterior, reps[idx], seeds[idx],
+    samples, ok, errs = _sample_robust(bundle.sample_condition, cond[idx], seeds[idx],
                                        n_samples, ids[idx])
     errors.update(errs)
     keep = np.zeros(len(es), dtype=bool)
     keep[idx[ok]] = True
     if not keep.any():
-        msg = f"{es.name}: no galaxy could be sampled ({len(errors)} errors)"
+        reasons = ", ".join(sorted(set(errors.values())))
+        msg = f"{es.name}: no galaxy could be sampled ({len(errors)} errors: {reasons})"
         raise InputError(msg, source=es.name)
     if errors:
         log.warning("%s: %d galaxies skipped (%s)", es.name, len(errors),
                     ", ".join(sorted(set(errors.values()))))
     samples = samples[ok]
-    return Posterior(keep, reps[keep], samples, bundle.summarize(samples), errors)
+    return Posterior(keep, reps[keep], cond[keep], samples, bundle.summarize(samples), errors)
 
 
 def _baseline(bundle: Any, es: EvalSet, keep: np.ndarray, n_samples: int, seed: int
@@ -316,7 +325,7 @@ def validate_set(bundle: Any, es: EvalSet, n_samples: int, seed: int,
             cols.get("domain", np.array(["?"] * int(keep.sum()), dtype=object)).astype(str),
             return_counts=True), strict=True)},
         "mass_bins": list(mass_bins),
-        "model": score(post.samples, post.summary, post.reps, "cinn"),
+        "model": score(post.samples, post.summary, post.cond, "cinn"),
     }
     base = _baseline(bundle, es, keep, n_samples, seed)
     b_summary = None

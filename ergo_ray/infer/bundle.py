@@ -341,6 +341,9 @@ class ModelBundle:
         Side of the prepared stamps the encoder expects.
     rep_dim : int
         Length of the representation.
+    observables : tuple of str
+        Catalogue columns appended to the representation as the cINN's condition
+        (``("redshift",)`` for a model trained with ``cinn.condition_on_redshift``).
     metrics : dict
         Test-split calibration and accuracy (``metrics.json``).
     has_baseline : bool
@@ -368,6 +371,11 @@ class ModelBundle:
             self.transform = TargetTransform.from_dict(tr["targets"])
             self.input_size = int(tr["input_size"])
             self.rep_dim = int(tr["rep_dim"])
+            self.observables: tuple[str, ...] = tuple(tr.get("observables") or ())
+            unknown = sorted(set(self.observables) - {"redshift"})
+            if unknown:
+                msg = f"unknown cINN observables {unknown}"
+                raise ValueError(msg)
             self.preprocess: dict[str, Any] = dict(tr.get("preprocess") or {})
             self.ood = OodReference.from_parts(
                 tr["ood"],
@@ -412,7 +420,8 @@ class ModelBundle:
     def __repr__(self) -> str:
         return (
             f"ModelBundle(model_id={self.model_id!r}, input_size={self.input_size}, "
-            f"device={self.device}, baseline={self.has_baseline})"
+            f"device={self.device}, observables={list(self.observables)}, "
+            f"baseline={self.has_baseline})"
         )
 
     # ---------------------------------------------------------------- images
@@ -526,6 +535,45 @@ class ModelBundle:
             raise InputError(msg)
         return s
 
+    def condition(
+        self, reps: np.ndarray, redshift: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The cINN's condition: the representations, with the redshift if the model uses it.
+
+        Parameters
+        ----------
+        reps : numpy.ndarray
+            float32 (N, rep_dim) representations.
+        redshift : numpy.ndarray, optional
+            (N,) redshifts; required when ``"redshift"`` is in :attr:`observables`, ignored
+            otherwise. A NaN makes that object's condition non-finite (it cannot be
+            sampled), not the call fail.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (N, rep_dim + len(observables)).
+
+        Raises
+        ------
+        InputError
+            If the model needs the redshift and none (or the wrong number) is given.
+        """
+        reps = np.asarray(reps, np.float32)
+        if not self.observables:
+            return reps
+        if redshift is None:
+            msg = (
+                f"{st.redact(self.url)}: this model is conditioned on the redshift; pass "
+                f"redshift=(N,) values with the images or representations"
+            )
+            raise InputError(msg)
+        z = np.asarray(redshift, np.float64).reshape(-1)
+        if z.shape != (len(reps),):
+            msg = f"redshift has {z.size} values for {len(reps)} objects"
+            raise InputError(msg)
+        return np.concatenate([reps, z[:, None].astype(np.float32)], axis=1)
+
     def _sample(
         self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
     ) -> np.ndarray:
@@ -534,9 +582,10 @@ class ModelBundle:
         bad = ~np.isfinite(cond).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            msg = f"object {i}: non-finite condition (representation) — cannot sample"
+            what = " or redshift" if self.observables else ""
+            msg = f"object {i}: non-finite condition (representation{what}) — cannot sample"
             raise BadObjectError(
-                msg, object_id=str(i), reason="nonfinite_representation"
+                msg, object_id=str(i), reason="nonfinite_condition"
             )
         per = max(1, (1 << 18) // max(1, n_samples))
         with torch.inference_mode():
@@ -563,6 +612,8 @@ class ModelBundle:
         n_samples: int | None = None,
         seed: int = 0,
         seeds: np.ndarray | None = None,
+        *,
+        redshift: np.ndarray | None = None,
     ) -> np.ndarray:
         """Posterior samples of the three targets.
 
@@ -578,16 +629,46 @@ class ModelBundle:
             int64 (N,) per-object seeds (for example
             :func:`ergo_ray.models.cinn.object_seeds` of the object IDs), overriding
             ``seed``: an object's samples then do not depend on the batch it is in.
+        redshift : numpy.ndarray, optional
+            (N,) redshifts, required by a model conditioned on the redshift
+            (:attr:`observables`).
 
         Returns
         -------
         numpy.ndarray
             float32 (N, n_samples, 3): ex-situ fraction, lookback time [Gyr], log10 merger
             mass [Msun]; samples meaning "no major merger" keep their out-of-range values.
+
+        Raises
+        ------
+        InputError
+            If the input has the wrong shape, or the redshift is needed and missing.
+        BadObjectError
+            If an object's representation or redshift is not finite (``reason``
+            ``nonfinite_condition``) or its samples are not (``nonfinite_posterior``).
         """
-        reps = self._reps(images_or_reps)
+        cond = self.condition(self._reps(images_or_reps), redshift)
+        return self.sample_condition(cond, n_samples, seed, seeds)
+
+    def sample_condition(
+        self,
+        cond: np.ndarray,
+        n_samples: int | None = None,
+        seed: int = 0,
+        seeds: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Posterior samples from ready-made conditions (:meth:`condition`).
+
+        Parameters and result as :meth:`sample_posterior`, with ``cond`` float32
+        (N, rep_dim + len(observables)) in place of the images and redshifts.
+        """
+        cond = np.asarray(cond, np.float32)
+        width = self.rep_dim + len(self.observables)
+        if cond.ndim != 2 or cond.shape[1] != width:
+            msg = f"expected conditions (N, {width}), got shape {cond.shape}"
+            raise InputError(msg)
         n = int(n_samples or self.config.infer.n_samples)
-        return self._sample(self.cinn, reps, n, self._seeds(len(reps), seed, seeds))
+        return self._sample(self.cinn, cond, n, self._seeds(len(cond), seed, seeds))
 
     def baseline_sample(
         self,

@@ -6,6 +6,9 @@ Rows travel between the two stages as Arrow tables with these columns:
     carried from the input;
 ``image`` (fixed_size_list<uint8>[3*S*S])
     the prepared image, channels (i, r, g), zeros on error rows;
+``redshift`` (float64)
+    from the input's catalogue, NaN where it has none (a model conditioned on the redshift
+    turns such a row into an error row);
 ``error`` (string)
     null, or why the object could not be read or prepared (naming the input);
 ``_unit`` (string), ``_seq`` (int32), ``_unit_rows`` (int32)
@@ -58,6 +61,7 @@ def reader_schema(image_size: int) -> pa.Schema:
         pa.field("root_id", pa.string()),
         pa.field("domain", pa.string()),
         pa.field("image", pa.list_(pa.uint8(), 3 * image_size * image_size)),
+        pa.field("redshift", pa.float64()),
         pa.field("error", pa.string()),
         pa.field("_unit", pa.string()),
         pa.field("_seq", pa.int32()),
@@ -67,8 +71,9 @@ def reader_schema(image_size: int) -> pa.Schema:
 
 def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: list[str | None],
                 unit_key: str, image_size: int, seq: np.ndarray | None = None,
-                total: int | None = None) -> pa.Table:
+                total: int | None = None, redshift: Any = None) -> pa.Table:
     n = len(ids)
+    z = np.full(n, np.nan) if redshift is None else _floats(redshift)
     flat = pa.array(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1), pa.uint8())
     obj, root, dom = (list(c) for c in zip(*ids, strict=True)) if n else ([], [], [])
     return pa.table(
@@ -77,6 +82,7 @@ def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: lis
             pa.array([None if v is None else str(v) for v in root], pa.string()),
             pa.array([None if v is None else str(v) for v in dom], pa.string()),
             pa.FixedSizeListArray.from_arrays(flat, 3 * image_size * image_size),
+            pa.array(z, pa.float64()),
             pa.array(errors, pa.string()),
             pa.array([unit_key] * n, pa.string()),
             pa.array(np.arange(n, dtype=np.int32) if seq is None else seq, pa.int32()),
@@ -86,11 +92,24 @@ def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: lis
     )
 
 
+def _floats(values: Any) -> np.ndarray:
+    """Float64 array of catalogue values; None and non-numbers become NaN."""
+    out = []
+    for v in values:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            out.append(np.nan)
+    return np.asarray(out, np.float64)
+
+
 def _empty_marker(unit_key: str, image_size: int) -> pa.Table:
     t = _rows_table([("", None, None)], np.zeros((1, 3, image_size, image_size), np.uint8),
                     [None], unit_key, image_size)
-    return t.set_column(6, "_seq", pa.array([-1], pa.int32())).set_column(
-        7, "_unit_rows", pa.array([0], pa.int32()))
+    schema = t.schema
+    return t.set_column(schema.get_field_index("_seq"), "_seq", pa.array([-1], pa.int32())
+                        ).set_column(schema.get_field_index("_unit_rows"), "_unit_rows",
+                                     pa.array([0], pa.int32()))
 
 
 def _unit_error_row(unit: Mapping[str, Any], err: BaseException, image_size: int) -> pa.Table:
@@ -118,7 +137,7 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
             msg = (f"{storage.redact(url)}: images are {shape.decode()} but the model expects "
                    f"{want.decode()}")
             raise InputError(msg, source=url)
-        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image") if c in names])
+        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image", "redshift") if c in names])
     except InputError:
         raise
     except (OSError, pa.ArrowException) as err:
@@ -131,6 +150,8 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
         raise InputError(msg, source=url)
     cols = {c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
             for c in ID_COLUMNS}
+    z = (table.column("redshift").cast(pa.float64()).fill_null(np.nan)
+         if "redshift" in table.column_names else pa.array(np.full(n, np.nan)))
     flat = img.flatten()
     return pa.table(
         [
@@ -138,6 +159,7 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
             pa.array(cols["root_id"], pa.string()),
             pa.array(cols["domain"], pa.string()),
             pa.FixedSizeListArray.from_arrays(flat, 3 * image_size * image_size),
+            z,
             pa.nulls(n, pa.string()),
             pa.array([unit["key"]] * n, pa.string()),
             pa.array(np.arange(n, dtype=np.int32), pa.int32()),
@@ -186,6 +208,7 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
     ids: list[tuple[Any, Any, Any]] = []
     images: list[np.ndarray] = []
     errors: list[str | None] = []
+    redshift: list[Any] = []
     blank = np.zeros((3, image_size, image_size), np.uint8)
     source = storage.redact(unit["source"])
     for row, item in read_unit(unit["spec"], storage_cfg):
@@ -193,6 +216,7 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
         if oid is None:  # a whole file failed and its objects cannot be listed
             oid = _naming(str(row.get("file") or ""), source) if row.get("file") else source
         ids.append((oid, row.get("root_id"), row.get("domain")))
+        redshift.append(row.get("redshift"))
         if isinstance(item, BaseException):
             why = getattr(item, "reason", None)
             errors.append(_naming(f"{why + ': ' if why else ''}{item}", source))
@@ -210,7 +234,8 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
         images.append(img)
     if not ids:
         return _empty_marker(unit["key"], image_size)
-    return _rows_table(ids, np.stack(images), errors, unit["key"], image_size)
+    return _rows_table(ids, np.stack(images), errors, unit["key"], image_size,
+                       redshift=redshift)
 
 
 def read_units(batch: dict[str, np.ndarray], *, storage_cfg: StorageConfig | None,
@@ -315,12 +340,13 @@ class PosteriorPredictor:
                                 storage_cfg)
 
     # ------------------------------------------------------------------ model
-    def infer(self, images: np.ndarray, object_ids: list[str]
+    def infer(self, images: np.ndarray, object_ids: list[str],
+              redshift: np.ndarray | None = None
               ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str | None]]:
         """Run the model on prepared images, in one pass on the bundle's device.
 
         The same computation as ``bundle.summarize(bundle.sample_posterior(bundle.represent(
-        images), n, seeds=object_seeds(ids, seed)))`` and ``bundle.ood_score``, but the
+        images), n, seeds=object_seeds(ids, seed), redshift=redshift))`` and ``bundle.ood_score``, but the
         representations and samples stay on the device between the steps; the uint8 images
         and the latent noise are copied from pinned host memory without blocking; the
         encoder runs under autocast (float16) on CUDA when ``mixed_precision`` is set.
@@ -331,6 +357,9 @@ class PosteriorPredictor:
             uint8 (N, 3, S, S).
         object_ids : list of str
             Their IDs (posterior seeds).
+        redshift : numpy.ndarray, optional
+            (N,) redshifts, for a bundle conditioned on the redshift; an object without one
+            gets an error.
 
         Returns
         -------
@@ -341,8 +370,8 @@ class PosteriorPredictor:
         reps : numpy.ndarray
             float32 (N, rep_dim) representations.
         errors : list of str or None
-            Per object, why the model could not process it (non-finite representation or
-            samples), else None.
+            Per object, why the model could not process it (non-finite representation, no
+            redshift or non-finite samples), else None.
         """
         import torch
 
@@ -363,19 +392,24 @@ class PosteriorPredictor:
             return (t.pin_memory() if cuda else t).to(dev, non_blocking=True)
 
         seeds = object_seeds(object_ids, self.seed)
+        observed = np.full((n, 0), np.nan, np.float32)
+        if b.observables:
+            z_obs = np.full(n, np.nan) if redshift is None else redshift
+            observed = np.asarray(z_obs, np.float32).reshape(n, 1)
         with torch.inference_mode():
             x = to_dev(images).float().div_(255.0)
             with torch.autocast(dev.type, dtype=torch.float16,
                                 enabled=cuda and self.mixed_precision):
                 reps = b.encoder(x)
             reps = reps.float()
-            good = torch.isfinite(reps).all(dim=1)
+            cond = torch.cat([reps, to_dev(observed)], dim=1)
+            good = torch.isfinite(cond).all(dim=1)
             samples = torch.full((n, self.n_samples, 3), float("nan"), device=dev)
             per = max(1, (1 << 18) // self.n_samples)
             for start in range(0, n, per):
                 sl = slice(start, start + per)
                 z = to_dev(latent_noise(seeds[sl], self.n_samples, 3))
-                c = torch.where(good[sl, None], reps[sl], torch.zeros_like(reps[sl]))
+                c = torch.where(good[sl, None], cond[sl], torch.zeros_like(cond[sl]))
                 samples[sl] = b.transform.inverse(b.cinn.sample(c, z)).float()
             good &= torch.isfinite(samples).all(dim=2).all(dim=1)
             summ = summarize(samples, grid=b.kde_grid, device=dev)
@@ -383,9 +417,15 @@ class PosteriorPredictor:
             ood = np.asarray(b.ood.score(reps_np, device=dev), np.float64)
             ok = good.cpu().numpy()
         finite_rep = np.isfinite(reps_np).all(axis=1)
+        finite_obs = np.isfinite(observed).all(axis=1)
         for i in np.flatnonzero(~ok):
-            what = "representation" if not finite_rep[i] else "posterior samples"
-            errors[i] = f"{object_ids[i]}: model failed: non-finite {what}"
+            if not finite_rep[i]:
+                errors[i] = f"{object_ids[i]}: model failed: non-finite representation"
+            elif not finite_obs[i]:
+                errors[i] = (f"{object_ids[i]}: no redshift in the input catalogue "
+                             f"(the model is conditioned on the redshift)")
+            else:
+                errors[i] = f"{object_ids[i]}: model failed: non-finite posterior samples"
         out = {k: np.where(ok, np.asarray(v, np.float64), np.nan) for k, v in summ.items()}
         return out, np.where(ok, ood, np.nan), reps_np, errors
 
@@ -406,7 +446,9 @@ class PosteriorPredictor:
             side = round((img.type.list_size / 3) ** 0.5)
             flat = img.flatten().to_numpy(zero_copy_only=False)
             images = flat.reshape(n, 3, side, side)[idx]
-            s, o, r, errs = self.infer(images, [ids[i] for i in idx])
+            z = (batch.column("redshift").to_numpy(zero_copy_only=False)[idx]
+                 if "redshift" in batch.column_names else None)
+            s, o, r, errs = self.infer(images, [ids[i] for i in idx], z)
             for c in cols:
                 summ[c][idx] = s[c]
             ood[idx] = o

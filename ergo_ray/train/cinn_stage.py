@@ -8,7 +8,8 @@ Steps:
    the encoder, as a Ray Data job (:mod:`ergo_ray.infer.embedding`); the representations
    are kept under ``OUT/_work/embeddings`` and reused by a re-run with the same encoder
    and inputs;
-3. fit the target transform on the training split and train the cINN with Ray Train
+3. fit the target transform on the training split and train the cINN, conditioned on the
+   representation (plus the redshift with ``cinn.condition_on_redshift``), with Ray Train
    (:mod:`ergo_ray.train.cinn_loop`; checkpoints in ``OUT/_train/cinn``, resumed by a
    re-run); with ``baseline=True`` the same run then trains the same network conditioned
    on the standardised (log M*, z) only;
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["BASELINE_INPUTS", "bundle_files", "train_cinn"]
+__all__ = ["BASELINE_INPUTS", "bundle_files", "condition_observables", "train_cinn"]
 
 #: Condition of the baseline cINN.
 BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
@@ -259,15 +260,21 @@ def train_cinn(
     reps = representation_matrix(table)
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     y, usable = encode_truth(*(_column(table, c) for c in TRUTH_COLUMNS))
-    usable &= np.isfinite(reps).all(axis=1)
     lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
+    observables = condition_observables(cfg)
+    cond = np.concatenate(
+        [reps, *(_column(table, c)[:, None] for c in observables)], axis=1
+    )
+    usable &= np.isfinite(cond).all(axis=1)
     rows = {s: np.flatnonzero((split == s) & usable) for s in ("train", "val", "test")}
     log.info(
-        "cINN rows: train %d, val %d, test %d (of %d embedded)",
+        "cINN rows: train %d, val %d, test %d (of %d embedded); condition: the "
+        "representation%s",
         len(rows["train"]),
         len(rows["val"]),
         len(rows["test"]),
         table.num_rows,
+        "".join(f" + {c}" for c in observables),
     )
     if len(rows["train"]) < 2:
         msg = f"too few usable training rows for the cINN ({len(rows['train'])})"
@@ -278,29 +285,29 @@ def train_cinn(
     scaling = scaling_config(cfg, workers, gpu)
     tr, va, te = rows["train"], rows["val"], rows["test"]
 
-    arch = CinnArch.from_config(cfg.cinn, rep_dim, init_seed=cfg.seed)
-    rep_scaler = Standardizer.fit(reps[tr])
+    arch = CinnArch.from_config(cfg.cinn, cond.shape[1], init_seed=cfg.seed)
+    cond_scaler = Standardizer.fit(cond[tr])
     jobs = [
         TrainJob(
             "cinn",
             ystd[tr],
-            reps[tr],
+            cond[tr],
             ystd[va],
-            reps[va],
-            loop_config(cfg, arch, cfg.seed, (rep_scaler.mean, rep_scaler.scale)),
+            cond[va],
+            loop_config(cfg, arch, cfg.seed, (cond_scaler.mean, cond_scaler.scale)),
         )
     ]
     base_scaler = None
     if baseline:
-        cond = np.stack([lm, zz], axis=1)
-        ok_b = np.isfinite(cond).all(axis=1)
+        base_cond = np.stack([lm, zz], axis=1)
+        ok_b = np.isfinite(base_cond).all(axis=1)
         tr_b, va_b, te_b = (r[ok_b[r]] for r in (tr, va, te))
         if len(tr_b) < 2:
             msg = "too few training rows with log_mstar and redshift for the baseline"
             raise InputError(msg, source=str(data_urls[0]))
-        base_scaler = Standardizer.fit(cond[tr_b])
+        base_scaler = Standardizer.fit(base_cond[tr_b])
         cstd = np.asarray(
-            base_scaler.forward(np.where(ok_b[:, None], cond, 0.0)), np.float32
+            base_scaler.forward(np.where(ok_b[:, None], base_cond, 0.0)), np.float32
         )
         arch_b = CinnArch.from_config(
             cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed
@@ -321,7 +328,7 @@ def train_cinn(
         "n_rows": {k: len(v) for k, v in rows.items()},
         "domains": list(cfg.cinn.domains),
         "training": _training_summary(hist, with_history=True),
-        "test": _evaluate(model, transform, reps[te], y[te], lm[te], cfg),
+        "test": _evaluate(model, transform, cond[te], y[te], lm[te], cfg),
     }
     files_out: dict[str, bytes] = {
         "encoder.pt": enc_bytes,
@@ -360,10 +367,27 @@ def train_cinn(
             metrics=metrics,
             input_size=size,
             rep_dim=rep_dim,
+            observables=observables,
             baseline_scaler=base_scaler,
         )
     )
     return bd.write_bundle(out_url, files_out, storage)
+
+
+def condition_observables(cfg: RunConfig) -> tuple[str, ...]:
+    """Return the catalogue columns appended to the representation as the cINN's condition.
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        Run configuration (``cinn.condition_on_redshift``).
+
+    Returns
+    -------
+    tuple of str
+        ``("redshift",)`` or ``()``.
+    """
+    return ("redshift",) if cfg.cinn.condition_on_redshift else ()
 
 
 def bundle_files(
@@ -374,6 +398,7 @@ def bundle_files(
     metrics: dict[str, Any],
     input_size: int,
     rep_dim: int,
+    observables: Sequence[str] = (),
     baseline_scaler: Standardizer | None = None,
 ) -> dict[str, bytes]:
     """Return the bundle's metadata files (everything but the weights).
@@ -392,6 +417,8 @@ def bundle_files(
         Stamp side S.
     rep_dim : int
         Representation length.
+    observables : sequence of str
+        Catalogue columns appended to the representation as the cINN's condition.
     baseline_scaler : Standardizer, optional
         Condition scaler of the baseline, when ``baseline.pt`` is written.
 
@@ -405,6 +432,7 @@ def bundle_files(
         "targets": transform.to_dict(),
         "input_size": int(input_size),
         "rep_dim": int(rep_dim),
+        "observables": list(observables),
         "preprocess": run_cfg.preprocess.model_dump(mode="json"),
         "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
         "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,

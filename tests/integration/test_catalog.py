@@ -54,7 +54,9 @@ def write_random_bundle(url: str, cfg, storage_cfg=None, seed: int = 0) -> str:
                           metric=cfg.ood.metric, quantile=cfg.ood.quantile)
     y = np.stack([rng.uniform(0, 1, 256), rng.uniform(0, 13, 256), rng.uniform(8, 11, 256)], 1)
     y[::3, 1], y[::3, 2] = 15.0, 6.0
-    cinn = ConditionalINN(CinnArch.from_config(cfg.cinn, rep, init_seed=seed))
+    observables = ["redshift"] if cfg.cinn.condition_on_redshift else []
+    cinn = ConditionalINN(CinnArch.from_config(cfg.cinn, rep + len(observables),
+                                               init_seed=seed))
     pre = cfg.preprocess.model_dump(mode="json")
     encoder = {"format": "ergo_ray.encoder", "version": 1,
                "state_dict": {k: v.detach().cpu() for k, v in enc.state_dict().items()},
@@ -62,7 +64,8 @@ def write_random_bundle(url: str, cfg, storage_cfg=None, seed: int = 0) -> str:
                         "in_size": size, "rep_dim": rep, "epoch": -1,
                         "ergo_ray_version": __version__}}
     transforms = {"targets": TargetTransform.fit(y).to_dict(), "input_size": size,
-                  "rep_dim": rep, "preprocess": pre, "ood": ood.to_dict()}
+                  "rep_dim": rep, "observables": observables, "preprocess": pre,
+                  "ood": ood.to_dict()}
     files = {
         "encoder.pt": torch_bytes(encoder),
         "cinn.pt": torch_bytes(cinn.payload()),
@@ -75,8 +78,12 @@ def write_random_bundle(url: str, cfg, storage_cfg=None, seed: int = 0) -> str:
     return write_bundle(url, files, storage_cfg)
 
 
-def write_prepared_shards(folder, n_units: int, rows: int, size: int, seed: int = 0) -> list[str]:
-    """Prepared shards in the documented layout (uint8 images, kind=prepared-shard)."""
+def write_prepared_shards(folder, n_units: int, rows: int, size: int, seed: int = 0,
+                          no_redshift: tuple[int, ...] = ()) -> list[str]:
+    """Prepared shards in the documented layout (uint8 images, kind=prepared-shard).
+
+    Objects whose position is in ``no_redshift`` have a null redshift.
+    """
     os.makedirs(folder / "shards", exist_ok=True)
     rng = np.random.default_rng(seed)
     ids = []
@@ -84,10 +91,12 @@ def write_prepared_shards(folder, n_units: int, rows: int, size: int, seed: int 
         oid = [f"hsc-{seed}-{u * rows + i:07d}-p0" for i in range(rows)]
         ids += oid
         img = rng.integers(0, 256, (rows, 3 * size * size), dtype=np.uint8)
+        z = [None if u * rows + i in no_redshift else float(v)
+             for i, v in enumerate(rng.uniform(0.02, 0.1, rows))]
         t = pa.table({
             "object_id": oid, "root_id": [o[:-3] for o in oid], "domain": ["hsc"] * rows,
             "projection": pa.array([0] * rows, pa.int32()),
-            "redshift": rng.uniform(0.02, 0.1, rows), "split": ["test"] * rows,
+            "redshift": pa.array(z, pa.float64()), "split": ["test"] * rows,
             "image": pa.FixedSizeListArray.from_arrays(pa.array(img.ravel()), 3 * size * size),
         }).replace_schema_metadata({b"ergo_ray.kind": b"prepared-shard",
                                     b"ergo_ray.image_shape": f"3,{size},{size}".encode()})
@@ -95,15 +104,24 @@ def write_prepared_shards(folder, n_units: int, rows: int, size: int, seed: int 
     return ids
 
 
+def shard_column(paths, column: str) -> np.ndarray:
+    """A column of prepared shards, concatenated in file order (``image`` as flat uint8)."""
+    parts = [pq.read_table(p, columns=[column]).column(column).combine_chunks() for p in paths]
+    if column == "image":
+        return np.concatenate([c.flatten().to_numpy() for c in parts])
+    return np.concatenate([c.to_numpy(zero_copy_only=False) for c in parts]).astype(float)
+
+
 def reference_values(bundle_url: str, images: np.ndarray, ids: list[str], seed: int,
-                     n_samples: int = SAMPLES) -> dict[str, np.ndarray]:
-    """What the public Python API gives for the same images, IDs and seed."""
+                     redshift: np.ndarray, n_samples: int = SAMPLES) -> dict[str, np.ndarray]:
+    """What the public Python API gives for the same images, redshifts, IDs and seed."""
     from ergo_ray import load_model
     from ergo_ray.models.cinn import object_seeds
 
     b = load_model(bundle_url)
     reps = b.represent(images)
-    out = b.summarize(b.sample_posterior(images, n_samples, seeds=object_seeds(ids, seed)))
+    out = b.summarize(b.sample_posterior(images, n_samples, seeds=object_seeds(ids, seed),
+                                         redshift=redshift))
     out["ood_score"] = b.ood_score(reps)
     out["representation"] = reps
     return out
@@ -199,7 +217,7 @@ def test_catalog_of_mock_hsc_survey_on_s3(ray_session, bucket, storage_cfg, s3_e
 
     b = load_model(bundle)
     kw = {k: b.preprocess[k] for k in PREPARE_KEYS if k in b.preprocess}
-    ids, images, failed = [], [], {}
+    ids, images, zs, failed = [], [], [], {}
     for row, cut in pairs:  # the full cutout, mask included (the float-image API has none)
         try:
             img, _ = prepare_image(cut, size=b.input_size, **kw)
@@ -208,6 +226,7 @@ def test_catalog_of_mock_hsc_survey_on_s3(ray_session, bucket, storage_cfg, s3_e
             continue
         ids.append(row["object_id"])
         images.append(img)
+        zs.append(row["redshift"])
     assert len(ids) >= 5
     df_all = table.to_pandas().set_index("object_id")
     assert sorted(df_all.index[df_all["status"] == "error"]) == sorted(failed)
@@ -217,8 +236,8 @@ def test_catalog_of_mock_hsc_survey_on_s3(ray_session, bucket, storage_cfg, s3_e
     ok = df_all.loc[ids]
     assert (ok["status"] == "ok").all() and ok["error"].isna().all()
     assert (ok["n_samples"] == SAMPLES).all()
-    assert_values_equal(table, reference_values(bundle, np.stack(images), ids, seed=7), ids,
-                        bundle)
+    assert_values_equal(table, reference_values(bundle, np.stack(images), ids, seed=7,
+                                                redshift=np.array(zs)), ids, bundle)
 
     # the finished catalogue reads in pandas (straight from S3), pyarrow, DuckDB, astropy
     import duckdb
@@ -313,7 +332,8 @@ def test_bad_inputs_become_error_rows(ray_session, bundle, tmp_path):
 def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bundle, tmp_path,
                                                                   ci_cfg):
     size = ci_cfg.preprocess.size
-    ids = write_prepared_shards(tmp_path / "prep", n_units=3, rows=5, size=size, seed=3)
+    ids = write_prepared_shards(tmp_path / "prep", n_units=3, rows=5, size=size, seed=3,
+                                no_redshift=(6,))
     (tmp_path / "prep" / "shards" / "part-99999.parquet").write_bytes(b"PAR1 not parquet")
     # objects that `prepare` rejected are listed in errors/ and become error rows too
     os.makedirs(tmp_path / "prep" / "errors")
@@ -331,14 +351,22 @@ def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bu
     df = table.to_pandas().set_index("object_id")
     bad = df[df["status"] == "error"]
     assert sorted(bad.index) == sorted([str(tmp_path / "prep" / "shards" / "part-99999.parquet"),
-                                        "hsc-3-9999999-p0"])
-    assert "cannot read prepared shard" in bad["error"].iloc[0] + bad["error"].iloc[1]
-    assert "preprocessing failed: no_source" in " ".join(bad["error"])
-    images = np.concatenate([
-        np.stack(pq.read_table(p).column("image").to_numpy(zero_copy_only=False))
-        for p in sorted((tmp_path / "prep" / "shards").glob("part-0*.parquet"))
-    ]).reshape(-1, 3, size, size)
-    assert_values_equal(table, reference_values(bundle, images, ids, seed=11), ids, bundle)
+                                        "hsc-3-9999999-p0", ids[6]])
+    errors = " | ".join(bad["error"])
+    assert "cannot read prepared shard" in errors
+    assert "preprocessing failed: no_source" in errors
+    # the model is conditioned on the redshift (ci preset): an object without one is an
+    # error row that says so
+    assert bad.loc[ids[6], "error"] == (f"{ids[6]}: no redshift in the input catalogue (the "
+                                        "model is conditioned on the redshift)")
+    paths = sorted((tmp_path / "prep" / "shards").glob("part-0*.parquet"))
+    images = shard_column(paths, "image").reshape(-1, 3, size, size)
+    good = [i for i in range(len(ids)) if i != 6]
+    z = shard_column(paths, "redshift")
+    assert np.isnan(z[6]) and np.isfinite(z[good]).all()
+    sub = [ids[i] for i in good]
+    assert_values_equal(table, reference_values(bundle, images[good], sub, seed=11,
+                                                redshift=z[good]), sub, bundle)
 
 
 # ------------------------------------------------------------------ interruptions
@@ -419,11 +447,10 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
     assert success["rows"] == len(ids) and success["duplicate_rows"] == 0
     # values are those of an uninterrupted computation
     sub = ids[:4] + ids[-4:]
-    img = np.concatenate([
-        pq.read_table(tmp_path / "prep" / "shards" / f"part-{u:05d}.parquet").column("image")
-        .combine_chunks().flatten().to_numpy() for u in (0, N_UNITS - 1)])
+    paths = [tmp_path / "prep" / "shards" / f"part-{u:05d}.parquet" for u in (0, N_UNITS - 1)]
     size = ci_cfg.preprocess.size
-    ref = reference_values(bundle, img.reshape(-1, 3, size, size), sub, seed=ci_cfg.seed,
+    ref = reference_values(bundle, shard_column(paths, "image").reshape(-1, 3, size, size), sub,
+                           seed=ci_cfg.seed, redshift=shard_column(paths, "redshift"),
                            n_samples=400)
     assert_values_equal(table, ref, sub)
 

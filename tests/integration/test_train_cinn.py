@@ -90,6 +90,8 @@ def test_train_cinn_bundle_on_s3(
 
     b = ergo_ray.load_model(out, storage=storage_cfg)
     assert b.has_baseline and b.input_size == SIZE
+    # the ci preset, like local, conditions the cINN on the representation and redshift
+    assert b.observables == ("redshift",) and b.cinn.arch.cond_in == 257
     m = b.metrics
     assert m["domains"] == ["tng100", "tng50"]
     n = m["n_rows"]
@@ -106,11 +108,12 @@ def test_train_cinn_bundle_on_s3(
     # Samples from the S3 bundle are reproducible and identical to a local copy's.
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (5, 3, SIZE, SIZE), dtype=np.uint8)
-    s1 = b.sample_posterior(imgs, 30, seed=4)
+    z = np.array([0.1, 0.15, 0.2, 0.3, 0.4])
+    s1 = b.sample_posterior(imgs, 30, seed=4, redshift=z)
     assert np.array_equal(
         s1,
         ergo_ray.load_model(out, storage=storage_cfg).sample_posterior(
-            imgs, 30, seed=4
+            imgs, 30, seed=4, redshift=z
         ),
     )
     fs, path = st.fsspec_fs(out, storage_cfg)
@@ -120,7 +123,7 @@ def test_train_cinn_bundle_on_s3(
     fs.get_file(f"{path}/manifest.json", str(tmp_path / "copy" / "manifest.json"))
     local = ergo_ray.load_model(str(tmp_path / "copy"))
     assert local.model_id == b.model_id
-    assert np.array_equal(local.sample_posterior(imgs, 30, seed=4), s1)
+    assert np.array_equal(local.sample_posterior(imgs, 30, seed=4, redshift=z), s1)
     assert list(b.summarize(s1)) == list(posterior_summary_columns())
 
     # A re-run resumes: representations and final checkpoints are reused, same model.

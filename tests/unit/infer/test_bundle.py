@@ -12,7 +12,7 @@ import torch
 
 import ergo_ray
 from ergo_ray.config.loader import load_config
-from ergo_ray.errors import CheckpointError, InputError
+from ergo_ray.errors import BadObjectError, CheckpointError, InputError
 from ergo_ray.infer import bundle as bd
 from ergo_ray.infer.ood_score import build_reference
 from ergo_ray.io.schemas import posterior_summary_columns
@@ -47,7 +47,8 @@ def _images(n: int, seed: int) -> np.ndarray:
     return rng.integers(0, 256, (n, 3, SIZE, SIZE), dtype=np.uint8)
 
 
-def _write(url: str, tmp, storage=None, baseline: bool = True) -> str:
+def _write(url: str, tmp, storage=None, baseline: bool = True,
+           observables: tuple[str, ...] = ()) -> str:
     cfg = load_config("ci")
     torch.manual_seed(0)
     enc = build_encoder(cfg.clr.widths, cfg.clr.blocks, 256, SIZE)
@@ -68,8 +69,12 @@ def _write(url: str, tmp, storage=None, baseline: bool = True) -> str:
     y, _ = encode_truth(rng.uniform(0, 1, 120), lb, lm - 1)
     tt = TargetTransform.fit(y, "logit")
     ys = np.asarray(tt.forward(y), np.float32)
-    config = loop_config(cfg, CinnArch.from_config(cfg.cinn, 256), seed=0)
-    model, _ = fit_cinn((torch.from_numpy(ys), torch.from_numpy(reps)), None, config)
+    cond = np.concatenate([reps, z[:, None]], 1) if observables else reps
+    sc = Standardizer.fit(cond)
+    config = loop_config(cfg, CinnArch.from_config(cfg.cinn, cond.shape[1]), seed=0,
+                         cond_scaling=(sc.mean, sc.scale))
+    cond = np.asarray(cond, np.float32)
+    model, _ = fit_cinn((torch.from_numpy(ys), torch.from_numpy(cond)), None, config)
     files = {
         "encoder.pt": enc_file.read_bytes(),
         "cinn.pt": bd.torch_bytes(model.payload()),
@@ -94,6 +99,7 @@ def _write(url: str, tmp, storage=None, baseline: bool = True) -> str:
         metrics={"test": {"n": 0, "nan_value": float("nan")}},
         input_size=SIZE,
         rep_dim=256,
+        observables=observables,
         baseline_scaler=scaler,
     )
     return bd.write_bundle(url, files, storage)
@@ -105,6 +111,32 @@ def bundle_dir(tmp_path_factory):
     url = str(tmp / "model")
     model_id = _write(url, tmp)
     return url, model_id
+
+
+def test_a_redshift_conditioned_bundle_needs_and_uses_the_redshift(tmp_path):
+    url = str(tmp_path / "model")
+    _write(url, tmp_path, baseline=False, observables=("redshift",))
+    b = ergo_ray.load_model(url)
+    assert b.observables == ("redshift",)
+    imgs = _images(5, 3)
+    with pytest.raises(InputError, match="conditioned on the redshift"):
+        b.sample_posterior(imgs, 20)
+    with pytest.raises(InputError, match="3 values for 5 objects"):
+        b.sample_posterior(imgs, 20, redshift=[0.1, 0.2, 0.3])
+    z = np.array([0.1, 0.2, 0.3, 0.35, 0.15])
+    a = b.sample_posterior(imgs, 20, seed=1, redshift=z)
+    assert a.shape == (5, 20, 3) and np.isfinite(a).all()
+    cond = b.condition(b.represent(imgs), z)
+    assert cond.shape == (5, 257) and np.allclose(cond[:, -1], z)
+    assert np.array_equal(a, b.sample_condition(cond, 20, seed=1))
+    # the redshift is part of the condition: another redshift, another posterior
+    assert not np.array_equal(a, b.sample_posterior(imgs, 20, seed=1, redshift=z + 0.2))
+    z[2] = np.nan
+    with pytest.raises(BadObjectError, match="representation or redshift") as err:
+        b.sample_posterior(imgs, 20, seed=1, redshift=z)
+    assert err.value.reason == "nonfinite_condition"
+    with pytest.raises(InputError, match=r"expected conditions \(N, 257\)"):
+        b.sample_condition(cond[:, :256], 20)
 
 
 def test_load_and_sample_reproducibly(bundle_dir):
