@@ -21,9 +21,19 @@ import numpy as np
 import pyarrow as pa
 
 from ergo_ray.config.schema import StorageConfig
-from ergo_ray.errors import BadObjectError, ErgoRayWarning, FitsFormatError, InputError, StorageError
+from ergo_ray.errors import (
+    BadObjectError,
+    ErgoRayWarning,
+    FitsFormatError,
+    InputError,
+    StorageError,
+)
 from ergo_ray.ingest import hdf5
-from ergo_ray.ingest.tng import parse_image_name, read_snapshot_table, truth_from_catalogues
+from ergo_ray.ingest.tng import (
+    parse_image_name,
+    read_snapshot_table,
+    truth_from_catalogues,
+)
 from ergo_ray.io import storage
 from ergo_ray.io.catalog import part_name, rows_to_table, write_part
 

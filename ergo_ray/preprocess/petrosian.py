@@ -658,7 +658,7 @@ def measure_petrosian(
     masked = badm | segments
     floor = noise if np.isfinite(noise) else 0.0
     args = (img, masked, neighbours, core, y_c, x_c, floor)
-    found = _petrosian_profile(*args, WINDOW_RADIUS_PX, r_max) if WINDOW_RADIUS_PX < r_max else None
+    found = _petrosian_profile(*args, WINDOW_RADIUS_PX, r_max) if r_max > WINDOW_RADIUS_PX else None
     radii, cog, r_p = found if found is not None else _petrosian_profile(*args, r_max, r_max)
 
     r_last = np.floor(r_max / GRID_STEP) * GRID_STEP  # the last radius of the whole stamp

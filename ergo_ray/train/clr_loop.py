@@ -36,9 +36,9 @@ from ergo_ray.errors import CheckpointError, InputError
 from ergo_ray.io import storage as st
 from ergo_ray.models.encoder import build_encoder
 from ergo_ray.models.nnclr import NNCLR, NNCLRCriterion
+from ergo_ray.preprocess.augment import augment_batch
 from ergo_ray.train import checkpoint as ckpt
 from ergo_ray.train.data import MONITOR_TARGETS, batch_images
-from ergo_ray.preprocess.augment import augment_batch
 from ergo_ray.train.knn_monitor import knn_r2
 
 if TYPE_CHECKING:

@@ -32,8 +32,9 @@ def _galaxy(seed: int, size: int = 64) -> Cutout:
 
 
 def _write_tng_set(root: str, store: StorageConfig | None) -> dict:
-    import h5py
     import io
+
+    import h5py
 
     # subhalo → (exsitu, total, snap_last_major, mass_last_major) in TNG units (1e10 Msun/h)
     cats = {

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from ergo_ray.errors import InputError
-from ergo_ray.ingest.tng import parse_image_name, read_snapshot_table, truth_from_catalogues
+from ergo_ray.ingest.tng import (
+    parse_image_name,
+    read_snapshot_table,
+    truth_from_catalogues,
+)
 
 # Redshifts and lookback times (from z = 0) of the TNG snapshot table (formats research §2.5).
 SNAPS = {72: 0.3999, 84: 0.1973, 91: 0.0994}
