@@ -16,6 +16,8 @@ PREPARED_CHANNELS: tuple[str, str, str] = ("i", "r", "g")
 DOMAINS: tuple[str, ...] = ("tng100", "tng50", "eagle", "simba", "hsc")
 #: Posterior targets, in the order of the cINN's output dimensions.
 TARGETS: tuple[str, str, str] = ("exsitu_frac", "lmm_lookback_gyr", "lmm_log_mass")
+#: Catalogue columns the cINN can take beside the representation (``cinn.observables``).
+CINN_OBSERVABLES: tuple[str, str] = ("redshift", "i_mag")
 #: HSC pixel scale in arcsec.
 PIXEL_SCALE_ARCSEC = 0.168
 #: AB zero point of the readers' flux unit (HSC coadd convention).

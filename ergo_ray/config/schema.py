@@ -135,13 +135,13 @@ class CinnConfig(_Section):
     #: the no-merger sentinels from becoming a point mass the likelihood can collapse onto.
     label_noise: float = Field(0.0, ge=0)
     exsitu_transform: Literal["linear", "logit"] = "linear"
-    #: Append the catalogue redshift to the representation as the cINN's condition. The
+    #: Catalogue columns appended to the representation as the cINN's condition. The
     #: method conditions on the representation alone (method.md §4.1; the authors' code
     #: has the option as ``OBSERVABLES``, unset in the paper). The 4 × R90 crop and the
-    #: per-image stretch remove the stamp's angular scale and flux, so the representation
-    #: alone cannot tell a small nearby galaxy from a large distant one; the redshift
-    #: gives that distance back. Every input of ``catalog`` then needs a ``redshift``.
-    condition_on_redshift: bool = False
+    #: per-image stretch remove the stamp's angular scale and flux: ``redshift`` gives
+    #: the distance back and ``i_mag`` (the apparent i-band magnitude) the flux, both
+    #: observed for every survey galaxy. Every input of ``catalog`` then needs them.
+    observables: tuple[Literal["redshift", "i_mag"], ...] = ()
     #: Seconds between training checkpoints (the last epoch is always checkpointed). An
     #: epoch of the cINN takes milliseconds to seconds, a Ray Train checkpoint about one
     #: second, so checkpointing every epoch would dominate the stage; 0 checkpoints every
@@ -149,6 +149,13 @@ class CinnConfig(_Section):
     checkpoint_every_s: float = Field(30.0, ge=0)
     n_ood_reference: int = Field(20000, ge=16)
     domains: tuple[str, ...] = ("tng100", "tng50")
+
+    @model_validator(mode="after")
+    def _distinct_observables(self) -> CinnConfig:
+        if len(set(self.observables)) != len(self.observables):
+            msg = f"observables must be distinct, got {list(self.observables)}"
+            raise ValueError(msg)
+        return self
 
 
 class InferConfig(_Section):

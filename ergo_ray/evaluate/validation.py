@@ -56,8 +56,8 @@ class Posterior:
     reps : numpy.ndarray
         float32 (n_keep, D) representations.
     cond : numpy.ndarray
-        float32 (n_keep, D + k) conditions of the cINN: the representations, plus the
-        redshift for a model conditioned on it.
+        float32 (n_keep, D + k) conditions of the cINN: the representations and the
+        model's observables.
     samples : numpy.ndarray
         float32 (n_keep, S, 3) posterior samples.
     summary : dict
@@ -120,7 +120,7 @@ def posterior_for_set(bundle: Any, es: EvalSet, n_samples: int, seed: int) -> Po
     -------
     Posterior
         Samples and summaries of the usable rows; rows with non-finite representations,
-        a missing redshift (for a model conditioned on it) or non-finite posteriors are
+        a missing observable (for a model conditioned on one) or non-finite posteriors are
         dropped and listed in ``errors``.
 
     Raises
@@ -131,10 +131,10 @@ def posterior_for_set(bundle: Any, es: EvalSet, n_samples: int, seed: int) -> Po
     reps = es.reps if es.reps is not None else bundle.represent(es.images)
     reps = np.asarray(reps, np.float32)
     ids = es.columns["object_id"]
-    cond = bundle.condition(reps, es.column("redshift"))
+    cond = bundle.condition(reps, {c: es.column(c) for c in bundle.observables})
     finite = np.isfinite(cond).all(axis=1)
     rep_ok = np.isfinite(reps).all(axis=1)
-    errors = {str(o): "nonfinite_representation" if r else "missing_redshift"
+    errors = {str(o): "nonfinite_representation" if r else "missing_observable"
               for o, r in zip(ids[~finite], rep_ok[~finite], strict=True)}
     seeds = _object_seeds(ids, seed)
     idx = np.flatnonzero(finite)

@@ -48,6 +48,7 @@ from ergo_ray.infer.summaries import summarize as _summarize
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform
+from ergo_ray.types import CINN_OBSERVABLES
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig, StorageConfig
@@ -343,7 +344,8 @@ class ModelBundle:
         Length of the representation.
     observables : tuple of str
         Catalogue columns appended to the representation as the cINN's condition
-        (``("redshift",)`` for a model trained with ``cinn.condition_on_redshift``).
+        (``cinn.observables`` of the training run; empty for the paper's representation-only
+        condition).
     metrics : dict
         Test-split calibration and accuracy (``metrics.json``).
     has_baseline : bool
@@ -372,7 +374,7 @@ class ModelBundle:
             self.input_size = int(tr["input_size"])
             self.rep_dim = int(tr["rep_dim"])
             self.observables: tuple[str, ...] = tuple(tr.get("observables") or ())
-            unknown = sorted(set(self.observables) - {"redshift"})
+            unknown = sorted(set(self.observables) - set(CINN_OBSERVABLES))
             if unknown:
                 msg = f"unknown cINN observables {unknown}"
                 raise ValueError(msg)
@@ -536,18 +538,18 @@ class ModelBundle:
         return s
 
     def condition(
-        self, reps: np.ndarray, redshift: np.ndarray | None = None
+        self, reps: np.ndarray, observables: Mapping[str, Any] | None = None
     ) -> np.ndarray:
-        """The cINN's condition: the representations, with the redshift if the model uses it.
+        """Return the cINN's condition: the representations and the model's observables.
 
         Parameters
         ----------
         reps : numpy.ndarray
             float32 (N, rep_dim) representations.
-        redshift : numpy.ndarray, optional
-            (N,) redshifts; required when ``"redshift"`` is in :attr:`observables`, ignored
-            otherwise. A NaN makes that object's condition non-finite (it cannot be
-            sampled), not the call fail.
+        observables : mapping of str to array-like, optional
+            (N,) values of each column in :attr:`observables` (for example
+            ``{"redshift": z, "i_mag": m}``); other keys are ignored. A NaN makes that
+            object's condition non-finite (it cannot be sampled), not the call fail.
 
         Returns
         -------
@@ -557,22 +559,26 @@ class ModelBundle:
         Raises
         ------
         InputError
-            If the model needs the redshift and none (or the wrong number) is given.
+            If one of the model's observables is missing or has the wrong length.
         """
         reps = np.asarray(reps, np.float32)
-        if not self.observables:
-            return reps
-        if redshift is None:
+        given = dict(observables or {})
+        missing = [c for c in self.observables if c not in given]
+        if missing:
             msg = (
-                f"{st.redact(self.url)}: this model is conditioned on the redshift; pass "
-                f"redshift=(N,) values with the images or representations"
+                f"{st.redact(self.url)}: this model is conditioned on "
+                f"{', '.join(self.observables)}; pass observables={{name: (N,) values}} "
+                f"with the images or representations (missing {', '.join(missing)})"
             )
             raise InputError(msg)
-        z = np.asarray(redshift, np.float64).reshape(-1)
-        if z.shape != (len(reps),):
-            msg = f"redshift has {z.size} values for {len(reps)} objects"
-            raise InputError(msg)
-        return np.concatenate([reps, z[:, None].astype(np.float32)], axis=1)
+        cols = [reps]
+        for c in self.observables:
+            v = np.asarray(given[c], np.float64).reshape(-1)
+            if v.shape != (len(reps),):
+                msg = f"observable {c!r} has {v.size} values for {len(reps)} objects"
+                raise InputError(msg)
+            cols.append(v[:, None].astype(np.float32))
+        return np.concatenate(cols, axis=1)
 
     def _sample(
         self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
@@ -582,7 +588,7 @@ class ModelBundle:
         bad = ~np.isfinite(cond).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            what = " or redshift" if self.observables else ""
+            what = "".join(f", {c}" for c in self.observables)
             msg = f"object {i}: non-finite condition (representation{what}) — cannot sample"
             raise BadObjectError(
                 msg, object_id=str(i), reason="nonfinite_condition"
@@ -613,7 +619,7 @@ class ModelBundle:
         seed: int = 0,
         seeds: np.ndarray | None = None,
         *,
-        redshift: np.ndarray | None = None,
+        observables: Mapping[str, Any] | None = None,
     ) -> np.ndarray:
         """Posterior samples of the three targets.
 
@@ -629,9 +635,9 @@ class ModelBundle:
             int64 (N,) per-object seeds (for example
             :func:`ergo_ray.models.cinn.object_seeds` of the object IDs), overriding
             ``seed``: an object's samples then do not depend on the batch it is in.
-        redshift : numpy.ndarray, optional
-            (N,) redshifts, required by a model conditioned on the redshift
-            (:attr:`observables`).
+        observables : mapping of str to array-like, optional
+            (N,) catalogue values of the columns the model is conditioned on besides the
+            representation (:attr:`observables`, e.g. ``{"redshift": z, "i_mag": m}``).
 
         Returns
         -------
@@ -642,12 +648,12 @@ class ModelBundle:
         Raises
         ------
         InputError
-            If the input has the wrong shape, or the redshift is needed and missing.
+            If the input has the wrong shape, or one of the observables is missing.
         BadObjectError
-            If an object's representation or redshift is not finite (``reason``
+            If an object's representation or observables are not finite (``reason``
             ``nonfinite_condition``) or its samples are not (``nonfinite_posterior``).
         """
-        cond = self.condition(self._reps(images_or_reps), redshift)
+        cond = self.condition(self._reps(images_or_reps), observables)
         return self.sample_condition(cond, n_samples, seed, seeds)
 
     def sample_condition(
@@ -657,10 +663,10 @@ class ModelBundle:
         seed: int = 0,
         seeds: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Posterior samples from ready-made conditions (:meth:`condition`).
+        """Draw posterior samples from ready-made conditions (:meth:`condition`).
 
         Parameters and result as :meth:`sample_posterior`, with ``cond`` float32
-        (N, rep_dim + len(observables)) in place of the images and redshifts.
+        (N, rep_dim + len(observables)) in place of the images and observables.
         """
         cond = np.asarray(cond, np.float32)
         width = self.rep_dim + len(self.observables)

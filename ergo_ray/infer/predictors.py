@@ -6,9 +6,9 @@ Rows travel between the two stages as Arrow tables with these columns:
     carried from the input;
 ``image`` (fixed_size_list<uint8>[3*S*S])
     the prepared image, channels (i, r, g), zeros on error rows;
-``redshift`` (float64)
-    from the input's catalogue, NaN where it has none (a model conditioned on the redshift
-    turns such a row into an error row);
+``redshift``, ``i_mag`` (float64)
+    from the input's catalogue, NaN where it has none (a model conditioned on the column,
+    ``cinn.observables``, turns such a row into an error row);
 ``error`` (string)
     null, or why the object could not be read or prepared (naming the input);
 ``_unit`` (string), ``_seq`` (int32), ``_unit_rows`` (int32)
@@ -41,6 +41,7 @@ from ergo_ray.io.schemas import (
     posterior_schema,
     posterior_summary_columns,
 )
+from ergo_ray.types import CINN_OBSERVABLES
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
@@ -61,7 +62,7 @@ def reader_schema(image_size: int) -> pa.Schema:
         pa.field("root_id", pa.string()),
         pa.field("domain", pa.string()),
         pa.field("image", pa.list_(pa.uint8(), 3 * image_size * image_size)),
-        pa.field("redshift", pa.float64()),
+        *(pa.field(c, pa.float64()) for c in CINN_OBSERVABLES),
         pa.field("error", pa.string()),
         pa.field("_unit", pa.string()),
         pa.field("_seq", pa.int32()),
@@ -71,9 +72,10 @@ def reader_schema(image_size: int) -> pa.Schema:
 
 def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: list[str | None],
                 unit_key: str, image_size: int, seq: np.ndarray | None = None,
-                total: int | None = None, redshift: Any = None) -> pa.Table:
+                total: int | None = None,
+                observed: Mapping[str, Any] | None = None) -> pa.Table:
     n = len(ids)
-    z = np.full(n, np.nan) if redshift is None else _floats(redshift)
+    obs = observed or {}
     flat = pa.array(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1), pa.uint8())
     obj, root, dom = (list(c) for c in zip(*ids, strict=True)) if n else ([], [], [])
     return pa.table(
@@ -82,7 +84,8 @@ def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: lis
             pa.array([None if v is None else str(v) for v in root], pa.string()),
             pa.array([None if v is None else str(v) for v in dom], pa.string()),
             pa.FixedSizeListArray.from_arrays(flat, 3 * image_size * image_size),
-            pa.array(z, pa.float64()),
+            *(pa.array(_floats(obs[c]) if c in obs else np.full(n, np.nan), pa.float64())
+              for c in CINN_OBSERVABLES),
             pa.array(errors, pa.string()),
             pa.array([unit_key] * n, pa.string()),
             pa.array(np.arange(n, dtype=np.int32) if seq is None else seq, pa.int32()),
@@ -137,7 +140,8 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
             msg = (f"{storage.redact(url)}: images are {shape.decode()} but the model expects "
                    f"{want.decode()}")
             raise InputError(msg, source=url)
-        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image", "redshift") if c in names])
+        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image", *CINN_OBSERVABLES)
+                                 if c in names])
     except InputError:
         raise
     except (OSError, pa.ArrowException) as err:
@@ -150,8 +154,9 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
         raise InputError(msg, source=url)
     cols = {c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
             for c in ID_COLUMNS}
-    z = (table.column("redshift").cast(pa.float64()).fill_null(np.nan)
-         if "redshift" in table.column_names else pa.array(np.full(n, np.nan)))
+    observed = [table.column(c).cast(pa.float64()).fill_null(np.nan)
+                if c in table.column_names else pa.array(np.full(n, np.nan))
+                for c in CINN_OBSERVABLES]
     flat = img.flatten()
     return pa.table(
         [
@@ -159,7 +164,7 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
             pa.array(cols["root_id"], pa.string()),
             pa.array(cols["domain"], pa.string()),
             pa.FixedSizeListArray.from_arrays(flat, 3 * image_size * image_size),
-            z,
+            *observed,
             pa.nulls(n, pa.string()),
             pa.array([unit["key"]] * n, pa.string()),
             pa.array(np.arange(n, dtype=np.int32), pa.int32()),
@@ -208,7 +213,7 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
     ids: list[tuple[Any, Any, Any]] = []
     images: list[np.ndarray] = []
     errors: list[str | None] = []
-    redshift: list[Any] = []
+    observed: dict[str, list[Any]] = {c: [] for c in CINN_OBSERVABLES}
     blank = np.zeros((3, image_size, image_size), np.uint8)
     source = storage.redact(unit["source"])
     for row, item in read_unit(unit["spec"], storage_cfg):
@@ -216,7 +221,8 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
         if oid is None:  # a whole file failed and its objects cannot be listed
             oid = _naming(str(row.get("file") or ""), source) if row.get("file") else source
         ids.append((oid, row.get("root_id"), row.get("domain")))
-        redshift.append(row.get("redshift"))
+        for c in CINN_OBSERVABLES:
+            observed[c].append(row.get(c))
         if isinstance(item, BaseException):
             why = getattr(item, "reason", None)
             errors.append(_naming(f"{why + ': ' if why else ''}{item}", source))
@@ -235,7 +241,7 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
     if not ids:
         return _empty_marker(unit["key"], image_size)
     return _rows_table(ids, np.stack(images), errors, unit["key"], image_size,
-                       redshift=redshift)
+                       observed=observed)
 
 
 def read_units(batch: dict[str, np.ndarray], *, storage_cfg: StorageConfig | None,
@@ -341,12 +347,12 @@ class PosteriorPredictor:
 
     # ------------------------------------------------------------------ model
     def infer(self, images: np.ndarray, object_ids: list[str],
-              redshift: np.ndarray | None = None
+              observables: Mapping[str, np.ndarray] | None = None
               ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str | None]]:
         """Run the model on prepared images, in one pass on the bundle's device.
 
         The same computation as ``bundle.summarize(bundle.sample_posterior(bundle.represent(
-        images), n, seeds=object_seeds(ids, seed), redshift=redshift))`` and ``bundle.ood_score``, but the
+        images), n, seeds=object_seeds(ids, seed), observables=observables))`` and ``bundle.ood_score``, but the
         representations and samples stay on the device between the steps; the uint8 images
         and the latent noise are copied from pinned host memory without blocking; the
         encoder runs under autocast (float16) on CUDA when ``mixed_precision`` is set.
@@ -357,9 +363,9 @@ class PosteriorPredictor:
             uint8 (N, 3, S, S).
         object_ids : list of str
             Their IDs (posterior seeds).
-        redshift : numpy.ndarray, optional
-            (N,) redshifts, for a bundle conditioned on the redshift; an object without one
-            gets an error.
+        observables : mapping of str to numpy.ndarray, optional
+            (N,) catalogue values of the bundle's observables (``cinn.observables``); an
+            object without one of them gets an error.
 
         Returns
         -------
@@ -370,8 +376,8 @@ class PosteriorPredictor:
         reps : numpy.ndarray
             float32 (N, rep_dim) representations.
         errors : list of str or None
-            Per object, why the model could not process it (non-finite representation, no
-            redshift or non-finite samples), else None.
+            Per object, why the model could not process it (non-finite representation, a
+            missing observable or non-finite samples), else None.
         """
         import torch
 
@@ -392,10 +398,10 @@ class PosteriorPredictor:
             return (t.pin_memory() if cuda else t).to(dev, non_blocking=True)
 
         seeds = object_seeds(object_ids, self.seed)
-        observed = np.full((n, 0), np.nan, np.float32)
-        if b.observables:
-            z_obs = np.full(n, np.nan) if redshift is None else redshift
-            observed = np.asarray(z_obs, np.float32).reshape(n, 1)
+        given = observables or {}
+        observed = np.stack(
+            [np.asarray(given[c], np.float32) if c in given else np.full(n, np.nan, np.float32)
+             for c in b.observables], axis=1) if b.observables else np.zeros((n, 0), np.float32)
         with torch.inference_mode():
             x = to_dev(images).float().div_(255.0)
             with torch.autocast(dev.type, dtype=torch.float16,
@@ -417,13 +423,14 @@ class PosteriorPredictor:
             ood = np.asarray(b.ood.score(reps_np, device=dev), np.float64)
             ok = good.cpu().numpy()
         finite_rep = np.isfinite(reps_np).all(axis=1)
-        finite_obs = np.isfinite(observed).all(axis=1)
         for i in np.flatnonzero(~ok):
+            lacking = [c for c, v in zip(b.observables, observed[i], strict=True)
+                       if not np.isfinite(v)]
             if not finite_rep[i]:
                 errors[i] = f"{object_ids[i]}: model failed: non-finite representation"
-            elif not finite_obs[i]:
-                errors[i] = (f"{object_ids[i]}: no redshift in the input catalogue "
-                             f"(the model is conditioned on the redshift)")
+            elif lacking:
+                errors[i] = (f"{object_ids[i]}: no {', '.join(lacking)} in the input catalogue "
+                             f"(the model is conditioned on {', '.join(b.observables)})")
             else:
                 errors[i] = f"{object_ids[i]}: model failed: non-finite posterior samples"
         out = {k: np.where(ok, np.asarray(v, np.float64), np.nan) for k, v in summ.items()}
@@ -446,9 +453,9 @@ class PosteriorPredictor:
             side = round((img.type.list_size / 3) ** 0.5)
             flat = img.flatten().to_numpy(zero_copy_only=False)
             images = flat.reshape(n, 3, side, side)[idx]
-            z = (batch.column("redshift").to_numpy(zero_copy_only=False)[idx]
-                 if "redshift" in batch.column_names else None)
-            s, o, r, errs = self.infer(images, [ids[i] for i in idx], z)
+            observed = {c: batch.column(c).to_numpy(zero_copy_only=False)[idx]
+                        for c in CINN_OBSERVABLES if c in batch.column_names}
+            s, o, r, errs = self.infer(images, [ids[i] for i in idx], observed)
             for c in cols:
                 summ[c][idx] = s[c]
             ood[idx] = o

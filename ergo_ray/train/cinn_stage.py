@@ -9,7 +9,7 @@ Steps:
    are kept under ``OUT/_work/embeddings`` and reused by a re-run with the same encoder
    and inputs;
 3. fit the target transform on the training split and train the cINN, conditioned on the
-   representation (plus the redshift with ``cinn.condition_on_redshift``), with Ray Train
+   representation (plus the catalogue columns of ``cinn.observables``), with Ray Train
    (:mod:`ergo_ray.train.cinn_loop`; checkpoints in ``OUT/_train/cinn``, resumed by a
    re-run); with ``baseline=True`` the same run then trains the same network conditioned
    on the standardised (log M*, z) only;
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["BASELINE_INPUTS", "bundle_files", "condition_observables", "train_cinn"]
+__all__ = ["BASELINE_INPUTS", "bundle_files", "train_cinn"]
 
 #: Condition of the baseline cINN.
 BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
@@ -261,7 +261,14 @@ def train_cinn(
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     y, usable = encode_truth(*(_column(table, c) for c in TRUTH_COLUMNS))
     lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
-    observables = condition_observables(cfg)
+    observables = cfg.cinn.observables
+    absent = [c for c in observables if c not in table.column_names]
+    if absent:
+        msg = (
+            f"the inputs have no {', '.join(absent)} column, which cinn.observables "
+            f"{list(observables)} conditions the cINN on"
+        )
+        raise InputError(msg, source=str(data_urls[0]))
     cond = np.concatenate(
         [reps, *(_column(table, c)[:, None] for c in observables)], axis=1
     )
@@ -373,21 +380,6 @@ def train_cinn(
     )
     return bd.write_bundle(out_url, files_out, storage)
 
-
-def condition_observables(cfg: RunConfig) -> tuple[str, ...]:
-    """Return the catalogue columns appended to the representation as the cINN's condition.
-
-    Parameters
-    ----------
-    cfg : RunConfig
-        Run configuration (``cinn.condition_on_redshift``).
-
-    Returns
-    -------
-    tuple of str
-        ``("redshift",)`` or ``()``.
-    """
-    return ("redshift",) if cfg.cinn.condition_on_redshift else ()
 
 
 def bundle_files(

@@ -572,6 +572,9 @@ def write_toy_prepared_shards(
             "projection": pa.array(np.zeros(n, np.int32)),
             "redshift": pa.array(redshift),
             "log_mstar": pa.array(log_mstar),
+            # apparent magnitude: brighter with mass, fainter with distance (0.1 mag scatter)
+            "i_mag": pa.array(16.8 - 2.5 * (log_mstar - 10.5) + 5.0 * np.log10(redshift / 0.1)
+                              + rng.normal(0, 0.1, n)),
         }
         if domain != "hsc":
             cols["true_exsitu_frac"] = pa.array(exsitu)

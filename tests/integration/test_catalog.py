@@ -54,7 +54,7 @@ def write_random_bundle(url: str, cfg, storage_cfg=None, seed: int = 0) -> str:
                           metric=cfg.ood.metric, quantile=cfg.ood.quantile)
     y = np.stack([rng.uniform(0, 1, 256), rng.uniform(0, 13, 256), rng.uniform(8, 11, 256)], 1)
     y[::3, 1], y[::3, 2] = 15.0, 6.0
-    observables = ["redshift"] if cfg.cinn.condition_on_redshift else []
+    observables = list(cfg.cinn.observables)
     cinn = ConditionalINN(CinnArch.from_config(cfg.cinn, rep + len(observables),
                                                init_seed=seed))
     pre = cfg.preprocess.model_dump(mode="json")
@@ -96,7 +96,8 @@ def write_prepared_shards(folder, n_units: int, rows: int, size: int, seed: int 
         t = pa.table({
             "object_id": oid, "root_id": [o[:-3] for o in oid], "domain": ["hsc"] * rows,
             "projection": pa.array([0] * rows, pa.int32()),
-            "redshift": pa.array(z, pa.float64()), "split": ["test"] * rows,
+            "redshift": pa.array(z, pa.float64()), "i_mag": rng.uniform(16, 19, rows),
+            "split": ["test"] * rows,
             "image": pa.FixedSizeListArray.from_arrays(pa.array(img.ravel()), 3 * size * size),
         }).replace_schema_metadata({b"ergo_ray.kind": b"prepared-shard",
                                     b"ergo_ray.image_shape": f"3,{size},{size}".encode()})
@@ -113,15 +114,16 @@ def shard_column(paths, column: str) -> np.ndarray:
 
 
 def reference_values(bundle_url: str, images: np.ndarray, ids: list[str], seed: int,
-                     redshift: np.ndarray, n_samples: int = SAMPLES) -> dict[str, np.ndarray]:
-    """What the public Python API gives for the same images, redshifts, IDs and seed."""
+                     observables: dict[str, np.ndarray], n_samples: int = SAMPLES
+                     ) -> dict[str, np.ndarray]:
+    """What the public Python API gives for the same images, observables, IDs and seed."""
     from ergo_ray import load_model
     from ergo_ray.models.cinn import object_seeds
 
     b = load_model(bundle_url)
     reps = b.represent(images)
     out = b.summarize(b.sample_posterior(images, n_samples, seeds=object_seeds(ids, seed),
-                                         redshift=redshift))
+                                         observables=observables))
     out["ood_score"] = b.ood_score(reps)
     out["representation"] = reps
     return out
@@ -217,7 +219,8 @@ def test_catalog_of_mock_hsc_survey_on_s3(ray_session, bucket, storage_cfg, s3_e
 
     b = load_model(bundle)
     kw = {k: b.preprocess[k] for k in PREPARE_KEYS if k in b.preprocess}
-    ids, images, zs, failed = [], [], [], {}
+    ids, images, failed = [], [], {}
+    observed: dict[str, list[float]] = {"redshift": [], "i_mag": []}
     for row, cut in pairs:  # the full cutout, mask included (the float-image API has none)
         try:
             img, _ = prepare_image(cut, size=b.input_size, **kw)
@@ -226,7 +229,8 @@ def test_catalog_of_mock_hsc_survey_on_s3(ray_session, bucket, storage_cfg, s3_e
             continue
         ids.append(row["object_id"])
         images.append(img)
-        zs.append(row["redshift"])
+        for c, values in observed.items():
+            values.append(row[c])
     assert len(ids) >= 5
     df_all = table.to_pandas().set_index("object_id")
     assert sorted(df_all.index[df_all["status"] == "error"]) == sorted(failed)
@@ -237,7 +241,7 @@ def test_catalog_of_mock_hsc_survey_on_s3(ray_session, bucket, storage_cfg, s3_e
     assert (ok["status"] == "ok").all() and ok["error"].isna().all()
     assert (ok["n_samples"] == SAMPLES).all()
     assert_values_equal(table, reference_values(bundle, np.stack(images), ids, seed=7,
-                                                redshift=np.array(zs)), ids, bundle)
+                                                observables=observed), ids, bundle)
 
     # the finished catalogue reads in pandas (straight from S3), pyarrow, DuckDB, astropy
     import duckdb
@@ -355,18 +359,18 @@ def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bu
     errors = " | ".join(bad["error"])
     assert "cannot read prepared shard" in errors
     assert "preprocessing failed: no_source" in errors
-    # the model is conditioned on the redshift (ci preset): an object without one is an
-    # error row that says so
+    # the model is conditioned on redshift and i_mag (ci preset): an object without a
+    # redshift is an error row that says so
     assert bad.loc[ids[6], "error"] == (f"{ids[6]}: no redshift in the input catalogue (the "
-                                        "model is conditioned on the redshift)")
+                                        "model is conditioned on redshift, i_mag)")
     paths = sorted((tmp_path / "prep" / "shards").glob("part-0*.parquet"))
     images = shard_column(paths, "image").reshape(-1, 3, size, size)
     good = [i for i in range(len(ids)) if i != 6]
-    z = shard_column(paths, "redshift")
-    assert np.isnan(z[6]) and np.isfinite(z[good]).all()
+    obs = {c: shard_column(paths, c)[good] for c in ("redshift", "i_mag")}
+    assert np.isnan(shard_column(paths, "redshift")[6])
     sub = [ids[i] for i in good]
     assert_values_equal(table, reference_values(bundle, images[good], sub, seed=11,
-                                                redshift=z[good]), sub, bundle)
+                                                observables=obs), sub, bundle)
 
 
 # ------------------------------------------------------------------ interruptions
@@ -450,8 +454,8 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
     paths = [tmp_path / "prep" / "shards" / f"part-{u:05d}.parquet" for u in (0, N_UNITS - 1)]
     size = ci_cfg.preprocess.size
     ref = reference_values(bundle, shard_column(paths, "image").reshape(-1, 3, size, size), sub,
-                           seed=ci_cfg.seed, redshift=shard_column(paths, "redshift"),
-                           n_samples=400)
+                           seed=ci_cfg.seed, n_samples=400,
+                           observables={c: shard_column(paths, c) for c in ("redshift", "i_mag")})
     assert_values_equal(table, ref, sub)
 
 

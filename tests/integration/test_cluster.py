@@ -372,14 +372,14 @@ def test_train_cinn_job_writes_a_loadable_bundle(ray_cluster, bundle, prepared,
     assert model.model_id and model.input_size == 24  # the ci preset's preprocess.size
     shard = storage.list_files(f"{prepared}/shards", storage_settings, (".parquet",))[0]
     with storage.open_read(shard, storage_settings) as fh:
-        table = pq.read_table(fh, columns=["image", "redshift"])
+        table = pq.read_table(fh, columns=["image", "redshift", "i_mag"])
     s = model.input_size
     images = np.asarray(table.column("image").to_pylist()[:4], dtype=np.uint8)
     images = images.reshape(-1, 3, s, s)
     reps = model.represent(images)
     assert reps.shape == (len(images), 256) and np.isfinite(reps).all()
-    z = table.column("redshift").to_numpy()[:4]
-    samples = model.sample_posterior(reps, 16, seed=0, redshift=z)
+    obs = {c: table.column(c).to_numpy()[:4] for c in ("redshift", "i_mag")}
+    samples = model.sample_posterior(reps, 16, seed=0, observables=obs)
     assert samples.shape == (len(images), 16, 3)
     # Ray Train ran the cINN on the cluster: the job created its worker actors there.
     classes = {a["class_name"] for a in ray_cluster.job_actors(sid)}

@@ -9,6 +9,7 @@ on S3 and its reproducibility — not the science.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -90,8 +91,9 @@ def test_train_cinn_bundle_on_s3(
 
     b = ergo_ray.load_model(out, storage=storage_cfg)
     assert b.has_baseline and b.input_size == SIZE
-    # the ci preset, like local, conditions the cINN on the representation and redshift
-    assert b.observables == ("redshift",) and b.cinn.arch.cond_in == 257
+    # the ci preset, like local, conditions the cINN on the representation, the redshift
+    # and the i magnitude
+    assert b.observables == ("redshift", "i_mag") and b.cinn.arch.cond_in == 258
     m = b.metrics
     assert m["domains"] == ["tng100", "tng50"]
     n = m["n_rows"]
@@ -108,12 +110,12 @@ def test_train_cinn_bundle_on_s3(
     # Samples from the S3 bundle are reproducible and identical to a local copy's.
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (5, 3, SIZE, SIZE), dtype=np.uint8)
-    z = np.array([0.1, 0.15, 0.2, 0.3, 0.4])
-    s1 = b.sample_posterior(imgs, 30, seed=4, redshift=z)
+    obs = {"redshift": [0.1, 0.15, 0.2, 0.3, 0.4], "i_mag": [16.0, 17, 18, 17.5, 19]}
+    s1 = b.sample_posterior(imgs, 30, seed=4, observables=obs)
     assert np.array_equal(
         s1,
         ergo_ray.load_model(out, storage=storage_cfg).sample_posterior(
-            imgs, 30, seed=4, redshift=z
+            imgs, 30, seed=4, observables=obs
         ),
     )
     fs, path = st.fsspec_fs(out, storage_cfg)
@@ -123,7 +125,7 @@ def test_train_cinn_bundle_on_s3(
     fs.get_file(f"{path}/manifest.json", str(tmp_path / "copy" / "manifest.json"))
     local = ergo_ray.load_model(str(tmp_path / "copy"))
     assert local.model_id == b.model_id
-    assert np.array_equal(local.sample_posterior(imgs, 30, seed=4, redshift=z), s1)
+    assert np.array_equal(local.sample_posterior(imgs, 30, seed=4, observables=obs), s1)
     assert list(b.summarize(s1)) == list(posterior_summary_columns())
 
     # A re-run resumes: representations and final checkpoints are reused, same model.
@@ -174,8 +176,19 @@ def test_train_cinn_bundle_on_s3(
         assert json.load(fh)["model_id"] == b.model_id
 
 
-def test_train_cinn_bad_inputs(ray_session, inputs, tmp_path):
+def test_train_cinn_bad_inputs(ray_session, inputs, tmp_path, capsys):
     data, encoder = inputs
+    # inputs without a column the cINN is conditioned on (ci: redshift, i_mag)
+    no_mag = tmp_path / "no_mag" / "shards"
+    no_mag.mkdir(parents=True)
+    for f in sorted((Path(data[0]) / "shards").glob("*.parquet")):
+        pq.write_table(pq.read_table(f).drop_columns(["i_mag"]), no_mag / f.name)
+    argv = ["train-cinn", "--preset", "ci", "--data", str(no_mag.parent), "--encoder", encoder,
+            "--out", str(tmp_path / "m")]
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "no i_mag column, which cinn.observables ['redshift', 'i_mag']" in (
+        capsys.readouterr().err)
     hsc_only = [d for d in data if d.rstrip("/").endswith("hsc")]
     assert (
         main(

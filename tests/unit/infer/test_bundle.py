@@ -69,7 +69,9 @@ def _write(url: str, tmp, storage=None, baseline: bool = True,
     y, _ = encode_truth(rng.uniform(0, 1, 120), lb, lm - 1)
     tt = TargetTransform.fit(y, "logit")
     ys = np.asarray(tt.forward(y), np.float32)
-    cond = np.concatenate([reps, z[:, None]], 1) if observables else reps
+    mag = rng.uniform(15, 20, 120)
+    extra = {"redshift": z, "i_mag": mag}
+    cond = np.concatenate([reps, *(extra[c][:, None] for c in observables)], 1)
     sc = Standardizer.fit(cond)
     config = loop_config(cfg, CinnArch.from_config(cfg.cinn, cond.shape[1]), seed=0,
                          cond_scaling=(sc.mean, sc.scale))
@@ -113,29 +115,33 @@ def bundle_dir(tmp_path_factory):
     return url, model_id
 
 
-def test_a_redshift_conditioned_bundle_needs_and_uses_the_redshift(tmp_path):
+def test_a_bundle_with_observables_needs_and_uses_them(tmp_path):
     url = str(tmp_path / "model")
-    _write(url, tmp_path, baseline=False, observables=("redshift",))
+    _write(url, tmp_path, baseline=False, observables=("redshift", "i_mag"))
     b = ergo_ray.load_model(url)
-    assert b.observables == ("redshift",)
+    assert b.observables == ("redshift", "i_mag")
     imgs = _images(5, 3)
-    with pytest.raises(InputError, match="conditioned on the redshift"):
-        b.sample_posterior(imgs, 20)
-    with pytest.raises(InputError, match="3 values for 5 objects"):
-        b.sample_posterior(imgs, 20, redshift=[0.1, 0.2, 0.3])
-    z = np.array([0.1, 0.2, 0.3, 0.35, 0.15])
-    a = b.sample_posterior(imgs, 20, seed=1, redshift=z)
+    z, mag = np.array([0.1, 0.2, 0.3, 0.35, 0.15]), np.array([17.0, 18, 19, 16.5, 18.2])
+    with pytest.raises(InputError, match=r"conditioned on redshift, i_mag.*missing i_mag"):
+        b.sample_posterior(imgs, 20, observables={"redshift": z})
+    with pytest.raises(InputError, match="'i_mag' has 3 values for 5 objects"):
+        b.sample_posterior(imgs, 20, observables={"redshift": z, "i_mag": mag[:3]})
+    obs = {"redshift": z, "i_mag": mag, "unused": np.zeros(2)}
+    a = b.sample_posterior(imgs, 20, seed=1, observables=obs)
     assert a.shape == (5, 20, 3) and np.isfinite(a).all()
-    cond = b.condition(b.represent(imgs), z)
-    assert cond.shape == (5, 257) and np.allclose(cond[:, -1], z)
+    cond = b.condition(b.represent(imgs), obs)
+    assert cond.shape == (5, 258)
+    np.testing.assert_allclose(cond[:, 256:], np.stack([z, mag], 1), rtol=1e-6)
     assert np.array_equal(a, b.sample_condition(cond, 20, seed=1))
-    # the redshift is part of the condition: another redshift, another posterior
-    assert not np.array_equal(a, b.sample_posterior(imgs, 20, seed=1, redshift=z + 0.2))
-    z[2] = np.nan
-    with pytest.raises(BadObjectError, match="representation or redshift") as err:
-        b.sample_posterior(imgs, 20, seed=1, redshift=z)
+    # the observables are part of the condition: other values, another posterior
+    for name in ("redshift", "i_mag"):
+        moved = {**obs, name: obs[name] + 0.5}
+        assert not np.array_equal(a, b.sample_posterior(imgs, 20, seed=1, observables=moved))
+    mag[2] = np.nan
+    with pytest.raises(BadObjectError, match="representation, redshift, i_mag") as err:
+        b.sample_posterior(imgs, 20, seed=1, observables=obs)
     assert err.value.reason == "nonfinite_condition"
-    with pytest.raises(InputError, match=r"expected conditions \(N, 257\)"):
+    with pytest.raises(InputError, match=r"expected conditions \(N, 258\)"):
         b.sample_condition(cond[:, :256], 20)
 
 
