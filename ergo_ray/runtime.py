@@ -5,8 +5,10 @@ Library code never calls ``ray.init``; CLI stages and jobs call :func:`ensure_ra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ergo_ray.config.schema import RunConfig
@@ -71,6 +73,35 @@ def ensure_ray(cfg: RunConfig) -> None:
     if cfg.cluster.object_store_mb:
         kwargs["object_store_memory"] = cfg.cluster.object_store_mb * 1024**2
     ray.init(runtime_env=runtime_env or None, **kwargs)
+
+
+@contextlib.contextmanager
+def driver_threads(threads: int | None = None) -> Iterator[int]:
+    """Let torch use this process's cores for a stage computed in the driver, then restore.
+
+    ``validate`` and ``compare`` sample posteriors and summarise them in the driver
+    process, where ``OMP_NUM_THREADS=1`` (:data:`ENV_DEFAULTS`, meant for Ray's workers)
+    would hold torch to one core.
+
+    Parameters
+    ----------
+    threads : int, optional
+        Threads (``evaluate.threads``); default: every core this process may run on.
+
+    Yields
+    ------
+    int
+        The thread count in effect.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    n = int(threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(before)
 
 
 def scaling_config(cfg: RunConfig, workers: int | None = None, use_gpu: bool | None = None

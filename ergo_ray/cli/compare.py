@@ -117,6 +117,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     from ergo_ray import load_model
     from ergo_ray.evaluate.comparison import compare_sets, write_comparison
     from ergo_ray.evaluate.inputs import read_set
+    from ergo_ray.runtime import driver_threads
 
     urls = parse_sets(args.sets)
     if args.observed is not None and args.observed not in urls:
@@ -129,8 +130,9 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     bundle = load_model(args.model, cfg.storage)
     sets = {name: read_set(url, cfg.storage, name=name, split=args.split, limit=limit,
                            seed=cfg.seed) for name, url in urls.items()}
-    res = compare_sets(bundle, sets, cfg, observed=args.observed, ood_max=args.ood_max,
-                       n_samples=args.samples, use_umap=not args.no_umap)
+    with driver_threads(cfg.evaluate.threads):
+        res = compare_sets(bundle, sets, cfg, observed=args.observed, ood_max=args.ood_max,
+                           n_samples=args.samples, use_umap=not args.no_umap)
     names = write_comparison(args.out, res, cfg.storage)
     argv = ["compare", "--model", st.redact(args.model), "--out", st.redact(args.out),
             "--split", args.split, "--limit", str(limit)]

@@ -53,6 +53,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     from ergo_ray import load_model
     from ergo_ray.evaluate.inputs import join_truth, read_set, read_truth
     from ergo_ray.evaluate.validation import validate_set, write_validation
+    from ergo_ray.runtime import driver_threads
 
     n_samples = args.samples or cfg.infer.n_samples
     if n_samples < 2:
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         found = join_truth(es, read_truth(args.truth, cfg.storage))
         log.info("joined truth for %d of %d galaxies from %s", found, len(es),
                  st.redact(args.truth))
-    res = validate_set(bundle, es, n_samples, seed, tuple(cfg.evaluate.mass_bins))
+    with driver_threads(cfg.evaluate.threads):
+        res = validate_set(bundle, es, n_samples, seed, tuple(cfg.evaluate.mass_bins))
     names = write_validation(args.out, res, cfg.storage)
     argv = ["validate", "--model", st.redact(args.model), "--in",
             *[st.redact(u) for u in args.inputs], "--out", st.redact(args.out),

@@ -41,7 +41,7 @@ class PreprocessConfig(_Section):
 
     crop_factor: float = Field(4.0, gt=0)
     size: int = Field(128, ge=16, le=512)
-    stretch: Literal["log", "asinh"] = "log"
+    stretch: Literal["log", "asinh", "log_joint"] = "log"
     central_box_px: int = Field(20, ge=4)
     detect_nsigma: float = Field(3.0, gt=0)
     min_area_px: int = Field(16, ge=1)
@@ -189,6 +189,9 @@ class EvaluateConfig(_Section):
     umap_min_dist: float = Field(0.1, ge=0)
     umap_max_points: int = Field(20000, ge=100)
     mass_bins: tuple[float, ...] = (9.0, 9.5, 10.0, 10.5, 11.0, 11.5, 12.0)
+    #: Torch threads of ``validate`` and ``compare``, which compute in the driver process;
+    #: None: every core the process may run on.
+    threads: int | None = Field(None, ge=1)
 
 
 class ClusterConfig(_Section):

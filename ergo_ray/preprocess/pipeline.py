@@ -40,7 +40,7 @@ def prepare_image(
     Steps (method.md §2): Petrosian radii on the r band with neighbours and bad pixels
     masked (:func:`~ergo_ray.preprocess.petrosian.measure_petrosian`); central square crop of
     ``crop_factor × R90``, the whole stamp when larger (:mod:`~ergo_ray.preprocess.crop`);
-    resize to ``size``; per-band stretch (:mod:`~ergo_ray.preprocess.stretch`); channel order
+    resize to ``size``; stretch (:mod:`~ergo_ray.preprocess.stretch`); channel order
     (i, r, g). Bad pixels are replaced by their band's median before resizing, so the log
     stretch sends them to its lower limit.
 
@@ -53,7 +53,8 @@ def prepare_image(
     crop_factor : float
         Crop side in units of R90.
     stretch : str
-        ``"log"`` (method) or ``"asinh"``.
+        ``"log"`` (method: per band), ``"log_joint"`` (common limits: colours kept) or
+        ``"asinh"``.
     central_box_px : int
         Central box of the temporary stretch (raw pixels) and of the final stretch (pixels
         of a 256-px image, scaled to S).

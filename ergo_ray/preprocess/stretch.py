@@ -1,4 +1,4 @@
-"""Per-band stretches of a resized crop to uint8 (method.md §2.3).
+"""Stretches of a resized crop to uint8 (method.md §2.3).
 
 ``log`` (the method's choice, the authors' ``SingleStretchDataset``), per band:
 
@@ -11,6 +11,13 @@
 
 Steps 2-3 are invariant to the base of the logarithm; the natural log is used (faster), which
 differs from log10 only by float32 rounding (a pixel in ~10^6 moves by one level).
+
+``log_joint`` (colour-preserving; in the spirit of the authors' unused ``MultiStretch``):
+the ``log`` stretch with one pair of limits for the three bands, the median of the finite y
+of all bands and the 99th percentile of the finite y in the central box of all bands. The
+per-band stretch maps every band to the same range and so removes the colours (and with
+them most of what the stamp says about redshift and stellar mass); with common limits the
+difference of two bands' levels is their colour.
 
 ``asinh`` (the authors' unused "ConnorStretch"): flux in nanomaggies scaled to a reference
 magnitude of 26, ``asinh(a x) / asinh(a)`` with a = e^10, then mapped from
@@ -30,7 +37,18 @@ from ergo_ray.preprocess.petrosian import central_box
 from ergo_ray.preprocess.stats import median, percentile
 from ergo_ray.types import UNITS_PER_NANOMAGGY
 
-__all__ = ["METHOD_SIZE", "asinh_stretch", "log_stretch", "scaled_box", "stretch_image"]
+__all__ = [
+    "METHOD_SIZE",
+    "STRETCHES",
+    "asinh_stretch",
+    "joint_log_stretch",
+    "log_stretch",
+    "scaled_box",
+    "stretch_image",
+]
+
+#: The stretches :func:`stretch_image` knows (``preprocess.stretch``).
+STRETCHES: tuple[str, ...] = ("log", "log_joint", "asinh")
 
 #: Side of the resized crop that the method's stretch box refers to.
 METHOD_SIZE = 256
@@ -89,12 +107,41 @@ def log_stretch(band: np.ndarray, box_px: int) -> np.ndarray:
         ``empty_band`` when no pixel is positive; ``flat_stretch`` when the upper limit is
         not above the lower one.
     """
-    x = np.asarray(band, dtype=np.float32)
+    return _log_stretch(band, box_px, "no positive pixel in the band")
+
+
+def joint_log_stretch(image: np.ndarray, box_px: int) -> np.ndarray:
+    """Log-stretch all bands to uint8 between their common median and central 99th percentile.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        float (C, H, W) image (any units; NaN allowed).
+    box_px : int
+        Side of the central box for the upper limit.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 (C, H, W).
+
+    Raises
+    ------
+    BadObjectError
+        ``empty_band`` when no pixel of any band is positive; ``flat_stretch`` when the
+        upper limit is not above the lower one.
+    """
+    return _log_stretch(image, box_px, "no positive pixel in the image")
+
+
+def _log_stretch(x: np.ndarray, box_px: int, empty: str) -> np.ndarray:
+    """The log stretch of a 2-D band or a (C, H, W) image with one pair of limits."""
+    x = np.asarray(x, dtype=np.float32)
     floor = np.float32(10.0**LOG_FLOOR)
     fin = (x > floor) & (x < np.inf)  # x <= 0, NaN, inf and log10 x < -7 are missing
     n_missing = x.size - int(np.count_nonzero(fin))
     if n_missing == x.size:
-        msg = "no positive pixel in the band: the log stretch is undefined"
+        msg = f"{empty}: the log stretch is undefined"
         raise BadObjectError(msg, reason=reasons.EMPTY_BAND)
     # Natural log (numpy's float32 log10 is several times slower): the stretch maps
     # [lower, upper] to [0, 1], which does not depend on the base. Missing pixels sit at
@@ -141,9 +188,9 @@ def stretch_image(image: np.ndarray, method: str, box_px: int) -> np.ndarray:
     image : numpy.ndarray
         float (C, S, S).
     method : str
-        ``"log"`` or ``"asinh"``.
+        ``"log"`` (per band), ``"log_joint"`` (common limits) or ``"asinh"``.
     box_px : int
-        Central-box side for the log stretch.
+        Central-box side for the log stretches.
 
     Returns
     -------
@@ -155,11 +202,13 @@ def stretch_image(image: np.ndarray, method: str, box_px: int) -> np.ndarray:
     ValueError
         For an unknown method.
     BadObjectError
-        From :func:`log_stretch`.
+        From :func:`log_stretch` or :func:`joint_log_stretch`.
     """
     if method == "log":
         return np.stack([log_stretch(b, box_px) for b in image])
+    if method == "log_joint":
+        return joint_log_stretch(image, box_px)
     if method == "asinh":
         return np.stack([asinh_stretch(b) for b in image])
-    msg = f"unknown stretch {method!r}; expected 'log' or 'asinh'"
+    msg = f"unknown stretch {method!r}; expected one of {STRETCHES}"
     raise ValueError(msg)

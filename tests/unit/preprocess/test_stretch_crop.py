@@ -11,6 +11,7 @@ from ergo_ray.preprocess import prepare_image, reasons
 from ergo_ray.preprocess.crop import crop_and_resize, crop_side, resize_matrix
 from ergo_ray.preprocess.stretch import (
     asinh_stretch,
+    joint_log_stretch,
     log_stretch,
     scaled_box,
     stretch_image,
@@ -66,6 +67,40 @@ def test_log_stretch_failures_are_named():
     with pytest.raises(BadObjectError) as err:
         log_stretch(np.ones((8, 8)), box_px=4)
     assert err.value.reason == reasons.FLAT_STRETCH
+
+
+def test_joint_log_stretch_uses_one_pair_of_limits_and_keeps_colours():
+    rng = np.random.default_rng(2)
+    g = 10 ** rng.uniform(-2, 0, (40, 40))
+    g[15:25, 15:25] = 10 ** rng.uniform(1, 2, (10, 10))
+    image = np.stack([g, 2.0 * g, 4.0 * g])  # r = 2 g, i = 4 g: a constant colour
+    image[1, 0, 0] = np.nan  # a missing pixel takes the lower limit
+    out = joint_log_stretch(image, box_px=10)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    y = np.log10(image)
+    ok = np.isfinite(y)
+    lower = np.median(y[ok])  # over all bands
+    upper = np.percentile(y[:, 15:25, 15:25][ok[:, 15:25, 15:25]], 99)
+    y[~ok] = lower
+    expect = (np.clip((y - lower) / (upper - lower), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(out, expect)
+    # the colour survives: where no band clips, the bands differ by log10(2) in stretched
+    # units (up to the truncation to integers), unlike the per-band stretch
+    step = np.log10(2.0) / (upper - lower) * 255
+    inside = (out > 0).all(axis=0) & (out < 255).all(axis=0)
+    d = out[1].astype(float) - out[0]
+    assert inside.sum() > 100 and np.all(np.abs(d[inside] - step) <= 1)
+    per_band = stretch_image(image, "log", 10)
+    assert abs(np.median(per_band[1].astype(float) - per_band[0])) <= 1
+    np.testing.assert_array_equal(stretch_image(image, "log_joint", 10), out)
+    with pytest.raises(BadObjectError) as err:
+        joint_log_stretch(np.zeros((3, 8, 8)), box_px=4)
+    assert err.value.reason == reasons.EMPTY_BAND
+    with pytest.raises(BadObjectError) as err:
+        joint_log_stretch(np.ones((3, 8, 8)), box_px=4)
+    assert err.value.reason == reasons.FLAT_STRETCH
+    with pytest.raises(ValueError, match="unknown stretch 'lin'"):
+        stretch_image(image, "lin", 10)
 
 
 def test_asinh_stretch_is_monotonic_and_bounded():
