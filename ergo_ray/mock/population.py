@@ -27,7 +27,8 @@ The recipe, step by step
    none → NaN. A companion is drawn for an ongoing merger (next one within 0.5 Gyr, or the last
    within 0.2 Gyr).
 6. Sizes: van der Wel+14 relations with z evolution, 0.15 dex scatter (skewed small for LTGs),
-   + 0.1 (logit f_ex − its domain/type mean), domain shifts; then a soft cap
+   + 0.1 Δlogit f_ex (from the reference median for the type, so a domain's f_ex shift
+   shows), domain shifts; then a soft cap
    R_e → R_e / (1 + (R_e/0.85″)³)^(1/3) (keeps the ranking) so that a 4 × R90 crop fits the
    stamp for most galaxies (see "Crop fit" below).
 7. Structure: ETG Sérsic n ≈ 3.9 + 0.45 Δlogit f_ex ± 0.6 (quantised to 0.1, truncated at
@@ -993,8 +994,9 @@ def draw_galaxy(
     mu = float(_logit(f_med)) + (0.5 if is_etg else -0.5) + shift.fex_logit
     logit_f = float(rng.normal(mu, 0.8))
     f_ex = float(np.clip(_expit(logit_f), 1e-3, 0.99))
-    # deviation from the domain's own median at this mass and type: drives the image channels
-    dlogit = logit_f - mu
+    # deviation from the reference (tng100) median at this mass and type drives the image
+    # channels, so a domain's ex-situ shift shows in sizes and profiles as the recipe says
+    dlogit = logit_f - (mu - shift.fex_logit)
 
     # 5. merger history: inhomogeneous Poisson process in lookback time, rate tied to f_ex
     boost = (f_ex / f_med) ** 0.5
