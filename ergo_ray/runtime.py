@@ -32,6 +32,9 @@ ENV_DEFAULTS = {
     "OMP_NUM_THREADS": "1",
 }
 
+#: Run by every worker process of a local instance (``ergo_ray.worker_setup``).
+WORKER_SETUP_HOOK = "ergo_ray.worker_setup.quiet_ray_internals"
+
 
 def set_env_defaults() -> None:
     """Set Ray environment defaults that must be in place before ``import ray``."""
@@ -68,6 +71,7 @@ def ensure_ray(cfg: RunConfig) -> None:
         ray.init(runtime_env=runtime_env or None, logging_level=logging.WARNING)
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    runtime_env["worker_process_setup_hook"] = WORKER_SETUP_HOOK
     if cfg.cluster.local_num_cpus:
         kwargs["num_cpus"] = cfg.cluster.local_num_cpus
     if cfg.cluster.object_store_mb:

@@ -135,7 +135,7 @@ def joint_log_stretch(image: np.ndarray, box_px: int) -> np.ndarray:
 
 
 def _log_stretch(x: np.ndarray, box_px: int, empty: str) -> np.ndarray:
-    """The log stretch of a 2-D band or a (C, H, W) image with one pair of limits."""
+    """Return the log stretch of a 2-D band or a (C, H, W) image with one pair of limits."""
     x = np.asarray(x, dtype=np.float32)
     floor = np.float32(10.0**LOG_FLOOR)
     fin = (x > floor) & (x < np.inf)  # x <= 0, NaN, inf and log10 x < -7 are missing

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 
 import pytest
 import torch
 
-from ergo_ray.runtime import driver_threads
+from ergo_ray.runtime import WORKER_SETUP_HOOK, driver_threads
+from ergo_ray.worker_setup import NOISY_LOGGERS, quiet_ray_internals
 
 
 def test_driver_threads_uses_the_process_cores_and_restores():
@@ -19,3 +22,18 @@ def test_driver_threads_uses_the_process_cores_and_restores():
         assert n == 1 == torch.get_num_threads()
         raise RuntimeError  # restored on the way out of a failing stage too
     assert torch.get_num_threads() == before
+
+
+def test_worker_setup_silences_the_placement_group_cleaner_only():
+    cleaner = logging.getLogger(NOISY_LOGGERS[0])
+    before = cleaner.level
+    try:
+        quiet_ray_internals()
+        assert not cleaner.isEnabledFor(logging.WARNING)
+        assert cleaner.isEnabledFor(logging.ERROR)
+        assert logging.getLogger("ray.train").isEnabledFor(logging.WARNING)
+    finally:
+        cleaner.setLevel(before)
+    # the hook is named by its import path, as Ray's runtime_env needs
+    module, _, func = WORKER_SETUP_HOOK.rpartition(".")
+    assert getattr(importlib.import_module(module), func) is quiet_ray_internals
