@@ -58,6 +58,10 @@ The oracle is the ceiling an ideal measurement of the image could reach (mock-un
 it sits at the low end of the published 0.07–0.10. Its leading features are log M, the Sérsic
 index, the halo light fraction and the size.
 
+Applied to 10,000 ``hsc`` galaxies, the tng100-trained oracle infers an ex-situ fraction lower
+than tng100's at fixed mass by 0.036 (the truth: 0.057; mass and z alone: 0.002): the part of
+the ``hsc`` shift that the image channels carry (sizes, Sérsic index, B/T, halo, mergers).
+
 Crop fit
 --------
 Fraction of galaxies whose 4 × R90 crop (Petrosian R90 measured by ``prepare`` on the noisy r
