@@ -72,9 +72,8 @@ def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
     """
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-    from ergo_ray.mock import draw_galaxy
-
     from ergo_ray.evaluate.science import exsitu_difference_at_fixed_mass
+    from ergo_ray.mock import draw_galaxy
 
     def features(rows: list[dict]) -> dict[str, np.ndarray]:
         keys = sorted(k for k in rows[0] if k.startswith("struct_"))
