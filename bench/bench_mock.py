@@ -78,7 +78,7 @@ def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
     def features(rows: list[dict]) -> dict[str, np.ndarray]:
         keys = sorted(k for k in rows[0] if k.startswith("struct_"))
         extra = [[r["log_mstar"], r["redshift"], float(r["is_etg"])] for r in rows]
-        return {"oracle": np.array([[r[k] for k in keys] + e for r, e in zip(rows, extra)]),
+        return {"oracle": np.array([[r[k] for k in keys] + e for r, e in zip(rows, extra, strict=True)]),
                 "mass": np.array([e[:2] for e in extra])}
 
     rows = [draw_galaxy(domain, seed, i).row(0) for i in range(n)]
