@@ -1,11 +1,22 @@
-"""The demo's headline coverage figures quote exactly the 68 % and 90 % intervals."""
+"""The demo's headline figures: coverage at exactly 68 % and 90 %, hsc's true shift."""
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
 
-from ergo_ray.demo.report import _coverage_at
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ergo_ray.config.loader import load_config
+from ergo_ray.demo.report import _coverage_at, _hidden_truth_shift
 from ergo_ray.evaluate.calibration import COVERAGE_LEVELS
+from ergo_ray.io import storage
+from ergo_ray.io.catalog import rows_to_table, write_part
+from ergo_ray.mock import draw_galaxy
 
 
 def test_headline_levels_are_on_the_validation_curve():
@@ -19,3 +30,28 @@ def test_a_curve_without_the_level_gives_nan_not_a_neighbour():
     old = {"levels": [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95],
            "coverage": [0.1] * 10}
     assert math.isnan(_coverage_at(old, 0.68)) and math.isnan(_coverage_at(old, 0.9))
+
+
+def test_hidden_truth_shift_is_hsc_truth_minus_tng100_truth_per_mass_bin(tmp_path):
+    cfg = load_config("ci")
+    out = str(tmp_path)
+    rows = {d: [draw_galaxy(d, 3, i).row(0) for i in range(600)] for d in ("tng100", "hsc")}
+    write_part(storage.join(out, "mock", "tng100", "catalog", "part-00000.parquet"),
+               rows_to_table(rows["tng100"]))
+    hsc = pa.table({c: [r[c] for r in rows["hsc"]] for c in ("log_mstar", "true_exsitu_frac")})
+    os.makedirs(storage.join(out, "validate", "hsc"))
+    pq.write_table(hsc, storage.join(out, "validate", "hsc", "predictions.parquet"))
+
+    diffs, weights = [], []
+    for lo, hi in itertools.pairwise(cfg.evaluate.mass_bins):
+        h = [r["true_exsitu_frac"] for r in rows["hsc"] if lo <= r["log_mstar"] < hi]
+        t = [r["true_exsitu_frac"] for r in rows["tng100"] if lo <= r["log_mstar"] < hi]
+        if len(h) >= 5 and len(t) >= 5:
+            diffs.append(np.mean(h) - np.mean(t))
+            weights.append(len(h))
+    expected = float(np.average(diffs, weights=weights))
+
+    got = _hidden_truth_shift(out, cfg)
+    assert got == pytest.approx(expected, abs=1e-12)
+    assert got < -0.02  # hsc's documented −0.5 in logit at fixed mass
+    assert math.isnan(_hidden_truth_shift(str(tmp_path / "no-demo"), cfg))
