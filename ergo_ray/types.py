@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import numpy.typing as npt
 
@@ -16,8 +18,11 @@ PREPARED_CHANNELS: tuple[str, str, str] = ("i", "r", "g")
 DOMAINS: tuple[str, ...] = ("tng100", "tng50", "eagle", "simba", "hsc")
 #: Posterior targets, in the order of the cINN's output dimensions.
 TARGETS: tuple[str, str, str] = ("exsitu_frac", "lmm_lookback_gyr", "lmm_log_mass")
-#: Catalogue columns the cINN can take beside the representation (``cinn.observables``).
-CINN_OBSERVABLES: tuple[str, str] = ("redshift", "i_mag")
+#: A catalogue column the cINN can take beside the representation (``cinn.observables``).
+CinnObservable = Literal["redshift", "i_mag"]
+CINN_OBSERVABLES: tuple[CinnObservable, ...] = get_args(CinnObservable)
+#: A stretch of the prepared stamps (``preprocess.stretch``; :mod:`ergo_ray.preprocess.stretch`).
+Stretch = Literal["log", "log_joint", "asinh"]
 #: HSC pixel scale in arcsec.
 PIXEL_SCALE_ARCSEC = 0.168
 #: AB zero point of the readers' flux unit (HSC coadd convention).

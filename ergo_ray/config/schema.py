@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from ergo_ray.types import CinnObservable, Stretch
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,7 +43,7 @@ class PreprocessConfig(_Section):
 
     crop_factor: float = Field(4.0, gt=0)
     size: int = Field(128, ge=16, le=512)
-    stretch: Literal["log", "asinh", "log_joint"] = "log"
+    stretch: Stretch = "log"
     central_box_px: int = Field(20, ge=4)
     detect_nsigma: float = Field(3.0, gt=0)
     min_area_px: int = Field(16, ge=1)
@@ -141,7 +143,7 @@ class CinnConfig(_Section):
     #: per-image stretch remove the stamp's angular scale and flux: ``redshift`` gives
     #: the distance back and ``i_mag`` (the apparent i-band magnitude) the flux, both
     #: observed for every survey galaxy. Every input of ``catalog`` then needs them.
-    observables: tuple[Literal["redshift", "i_mag"], ...] = ()
+    observables: tuple[CinnObservable, ...] = ()
     #: Seconds between training checkpoints (the last epoch is always checkpointed). An
     #: epoch of the cINN takes milliseconds to seconds, a Ray Train checkpoint about one
     #: second, so checkpointing every epoch would dominate the stage; 0 checkpoints every

@@ -399,9 +399,10 @@ class PosteriorPredictor:
 
         seeds = object_seeds(object_ids, self.seed)
         given = observables or {}
-        observed = np.stack(
-            [np.asarray(given[c], np.float32) if c in given else np.full(n, np.nan, np.float32)
-             for c in b.observables], axis=1) if b.observables else np.zeros((n, 0), np.float32)
+        observed = np.full((n, len(b.observables)), np.nan, np.float32)
+        for j, c in enumerate(b.observables):
+            if c in given:
+                observed[:, j] = given[c]
         with torch.inference_mode():
             x = to_dev(images).float().div_(255.0)
             with torch.autocast(dev.type, dtype=torch.float16,

@@ -29,13 +29,15 @@ size S, :func:`scaled_box` keeps the box's fraction of the image (20/256 of the 
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 
 from ergo_ray.errors import BadObjectError
 from ergo_ray.preprocess import reasons
 from ergo_ray.preprocess.petrosian import central_box
 from ergo_ray.preprocess.stats import median, percentile
-from ergo_ray.types import UNITS_PER_NANOMAGGY
+from ergo_ray.types import UNITS_PER_NANOMAGGY, Stretch
 
 __all__ = [
     "METHOD_SIZE",
@@ -48,7 +50,7 @@ __all__ = [
 ]
 
 #: The stretches :func:`stretch_image` knows (``preprocess.stretch``).
-STRETCHES: tuple[str, ...] = ("log", "log_joint", "asinh")
+STRETCHES: tuple[Stretch, ...] = get_args(Stretch)
 
 #: Side of the resized crop that the method's stretch box refers to.
 METHOD_SIZE = 256
