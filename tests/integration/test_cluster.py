@@ -409,10 +409,9 @@ def test_catalog_job_writes_every_galaxy_once_with_actors_on_both_nodes(
     assert status.count("ok") == len(expected)
 
     # Model actors ran on both nodes: each wrote its start record after loading the bundle
-    # (the job's own record), and the state API places the job's model actors on both.
-    # Which actor gets a block is Ray Data's choice (the block's node, else the least busy
-    # actor, ties to the same one), so when blocks arrive one at a time every row can come
-    # from one actor; the rows are checked to come from these nodes, not for a split.
+    # (the job's own record), the state API places the job's model actors on both, and
+    # the rows came from the actors of both nodes (readers cut every unit into blocks of
+    # ``--batch-size`` galaxies, which the pool spreads over its actors).
     nodes = {n["node_id"]: ("head" if "head_node" in n["resources_total"] else "worker")
              for n in ray_cluster.nodes()}
     actors_json = storage.read_bytes(f"{out}/_meta/actors.json", storage_settings)
@@ -422,6 +421,8 @@ def test_catalog_job_writes_every_galaxy_once_with_actors_on_both_nodes(
     manifest = json.loads(storage.read_bytes(f"{bundle[0]}/manifest.json", storage_settings))
     assert {a["model_id"] for a in started} == {manifest["model_id"]}
     rows_by_kind = {nodes[node]: rows for node, rows in record["nodes"].items()}
+    assert set(rows_by_kind) == {"head", "worker"}, record["nodes"]
+    assert min(rows_by_kind.values()) > 0
     assert sum(rows_by_kind.values()) == len(expected)
     predictors = [a for a in ray_cluster.job_actors(sid)
                   if "PosteriorPredictor" in a["class_name"]]
