@@ -459,7 +459,10 @@ class UnitCollector:
     def _write(self, unit: WorkUnit, tables: list[pa.Table], rows_so_far: int) -> None:
         names = self.schema.names
         if tables:
-            t = pa.concat_tables(tables).sort_by("_seq").select(names)
+            t = pa.concat_tables(tables)
+            if not (np.diff(t.column("_seq").to_numpy()) > 0).all():
+                t = t.sort_by("_seq")
+            t = t.select(names)
         else:
             t = self.schema.empty_table()
         n_err = int(pc.sum(pc.equal(t.column("status"), "error")).as_py() or 0) if len(t) else 0
