@@ -321,11 +321,14 @@ class Manifest:
 
     # ----------------------------------------------------------------- parts
     def done_keys(self) -> set[str]:
-        """Return the keys of this job's units whose part exists (one listing)."""
-        try:
-            files = storage.list_files(self.layout.parts, self.storage_cfg, (".parquet",))
-        except StorageError:
-            return set()
+        """Return the keys of this job's units whose part exists (one listing).
+
+        No ``parts/`` folder means no unit is done yet; one that cannot be listed raises
+        :class:`~ergo_ray.errors.StorageError` (resuming blind would redo or race with
+        parts that exist).
+        """
+        files = storage.list_files(self.layout.parts, self.storage_cfg, (".parquet",),
+                                   missing_ok=True)
         keys = set()
         for f in files:
             m = _PART_RE.match(posixpath.basename(f))

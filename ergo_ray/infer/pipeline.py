@@ -62,7 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ergo_ray import __version__
-from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
+from ergo_ray.errors import CheckpointError, ConfigError, InputError
 from ergo_ray.infer.manifest import (
     CatalogLayout,
     CatalogStats,
@@ -237,23 +237,23 @@ def discover_units(in_url: str, storage_cfg: StorageConfig | None = None
     ------
     InputError
         If the URL holds nothing readable.
+    StorageError
+        If ``shards/`` or ``errors/`` exists but cannot be listed (naming the URL).
     """
     if in_url.endswith(".parquet"):
         shards = [in_url]
     else:
-        try:
-            shards = storage.list_files(storage.join(in_url, "shards"), storage_cfg, (".parquet",))
-        except StorageError:
-            shards = []
+        # no shards/ folder: raw input; one that cannot be listed is an error (StorageError)
+        shards = storage.list_files(storage.join(in_url, "shards"), storage_cfg,
+                                    (".parquet",), missing_ok=True)
     if shards and _file_kind(shards[0], storage_cfg) == b"prepared-shard":
         units = [WorkUnit.make("prepared", storage.redact(u), {"url": u},
                                identity=storage.redact(u)) for u in shards]
         if not in_url.endswith(".parquet"):
-            try:
-                errs = storage.list_files(storage.join(in_url, "errors"), storage_cfg,
-                                          (".parquet",))
-            except StorageError:
-                errs = []
+            # no errors/ folder: prepare rejected nothing; an unreadable one fails the job,
+            # since the objects listed there would otherwise vanish from the catalogue
+            errs = storage.list_files(storage.join(in_url, "errors"), storage_cfg,
+                                      (".parquet",), missing_ok=True)
             units += [WorkUnit.make("prepare-errors", storage.redact(u), {"url": u},
                                     identity=storage.redact(u)) for u in errs]
         return units, "prepared"
@@ -660,21 +660,12 @@ def _write_actors(manifest: Manifest, collector: UnitCollector,
     """Merge the actors' start records with this run's row counts into ``actors.json``."""
     lay = manifest.layout
     started: list[dict[str, Any]] = []
-    try:
-        files = storage.list_files(lay.actors_dir, storage_cfg, (".json",))
-    except StorageError:
-        files = []
-    for f in files:
-        try:
-            started.append(json.loads(storage.read_bytes(f, storage_cfg)))
-        except (ValueError, StorageError):
-            continue
+    # no folder: no actor has started (every unit was done before this run)
+    for f in storage.list_files(lay.actors_dir, storage_cfg, (".json",), missing_ok=True):
+        started.append(_json_record(f, storage_cfg))
     runs: list[dict[str, Any]] = []
     if storage.exists(lay.actors, storage_cfg):
-        try:
-            runs = list(json.loads(storage.read_bytes(lay.actors, storage_cfg)).get("runs", []))
-        except (ValueError, StorageError):
-            runs = []
+        runs = list(_json_record(lay.actors, storage_cfg).get("runs", []))
     if collector.nodes:
         runs.append({
             "finished": time.time(),
@@ -688,6 +679,16 @@ def _write_actors(manifest: Manifest, collector: UnitCollector,
     body = {"nodes": dict(nodes), "runs": runs, "started_actors": started}
     storage.write_bytes(lay.actors, json.dumps(body, indent=2).encode(), storage_cfg)
     return dict(nodes)
+
+
+def _json_record(url: str, storage_cfg: StorageConfig | None) -> dict[str, Any]:
+    """Read one JSON record of the job's bookkeeping; a corrupt one is a CheckpointError."""
+    try:
+        return dict(json.loads(storage.read_bytes(url, storage_cfg)))
+    except (ValueError, TypeError) as err:
+        msg = (f"{storage.redact(url)}: corrupt record of this catalogue job ({err}); "
+               "remove it and re-run the same command")
+        raise CheckpointError(msg) from err
 
 
 def _part_tables(manifest: Manifest, storage_cfg: StorageConfig | None) -> Iterable[pa.Table]:
