@@ -466,7 +466,9 @@ def test_catalog_job_survives_the_loss_of_a_worker_node(
     """Kill every process of the worker node while the catalogue runs; a replacement
     node joins (as the autoscaler would launch one); the job ends, every galaxy once.
 
-    Runs last in the module: the replacement node keeps the fixture at two nodes.
+    The replacement is needed: the lost model actor (2 of the 3 CPUs of a node) restarts
+    only where it fits, and its tasks in flight wait for it. It also keeps the module's
+    cluster at two nodes for any test after this one.
     """
     from ergo_ray.config.loader import load_config
     from ergo_ray.io import storage
