@@ -198,6 +198,8 @@ def _cluster_env() -> dict[str, str]:
         RAY_AUTH_TOKEN=secrets.token_hex(32),
         RAY_DATA_DISABLE_PROGRESS_BARS="1",
         PYTHONUNBUFFERED="1",
+        # jobs run `python`: this interpreter's, also when its venv is not activated (CI)
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         **ENV_DEFAULTS,
     )
     return env
