@@ -342,6 +342,8 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
             "mixed_precision": opts.mixed_precision,
             "threads": max(1, int(opts.cpus_per_actor)),
             "actors_url": CatalogLayout(opts.out).actors_dir,
+            # an actor without a GPU reservation must not use the node's GPUs
+            "device": "cuda" if opts.gpus_per_actor > 0 else "cpu",
         },
         **actor_kw,
     )
