@@ -343,7 +343,9 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
             "threads": max(1, int(opts.cpus_per_actor)),
             "actors_url": CatalogLayout(opts.out).actors_dir,
             # an actor without a GPU reservation must not use the node's GPUs
-            "device": "cuda" if opts.gpus_per_actor > 0 else "cpu",
+            # an actor without a GPU share stays on the CPU even where CUDA is visible;
+            # with one, CUDA, or the CPU with a warning where torch sees no device
+            "device": None if opts.gpus_per_actor > 0 else "cpu",
         },
         **actor_kw,
     )
