@@ -342,7 +342,6 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
             "mixed_precision": opts.mixed_precision,
             "threads": max(1, int(opts.cpus_per_actor)),
             "actors_url": CatalogLayout(opts.out).actors_dir,
-            # an actor without a GPU reservation must not use the node's GPUs
             # an actor without a GPU share stays on the CPU even where CUDA is visible;
             # with one, CUDA, or the CPU with a warning where torch sees no device
             "device": None if opts.gpus_per_actor > 0 else "cpu",
