@@ -31,6 +31,7 @@ from ergo_ray.evaluate.metrics import (
 from ergo_ray.evaluate.report import Section, html_report, json_bytes
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS, posterior_summary_columns
+from ergo_ray.models.observables import observable_values
 from ergo_ray.types import TARGETS
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def posterior_for_set(bundle: Any, es: EvalSet, n_samples: int, seed: int) -> Po
     reps = es.reps if es.reps is not None else bundle.represent(es.images)
     reps = np.asarray(reps, np.float32)
     ids = es.columns["object_id"]
-    cond = bundle.condition(reps, {c: es.column(c) for c in bundle.observables})
+    cond = bundle.condition(reps, observable_values(bundle.observables, es.column, len(es)))
     finite = np.isfinite(cond).all(axis=1)
     rep_ok = np.isfinite(reps).all(axis=1)
     errors = {str(o): "nonfinite_representation" if r else "missing_observable"
