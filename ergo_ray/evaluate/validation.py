@@ -259,7 +259,19 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
             for name in TARGETS},
         "pit_mean": {name: both(lambda m, n=name: m["calibration"][n]["pit"]["mean"])
                      for name in TARGETS},
+        "calibration": {name: both(lambda m, n=name: _interval_figures(m, n))
+                        for name in TARGETS},
     }
+
+
+def _interval_figures(m: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Coverage of the 68 % and 90 % intervals, PIT KS and mean, and bias of one target."""
+    cal = m["calibration"][name]
+    cov = cal["coverage"]
+    at = {round(float(lv), 4): c for lv, c in zip(cov["levels"], cov["coverage"], strict=True)}
+    return {"c68": at.get(0.68), "c90": at.get(0.9), "pit_ks": cal["pit"].get("ks"),
+            "pit_mean": cal["pit"].get("mean"), "bias": m["targets"][name]["bias"],
+            "n": cov.get("n")}
 
 
 def validate_set(bundle: Any, es: EvalSet, n_samples: int, seed: int,
@@ -486,6 +498,10 @@ def _report_sections(res: ValidationResult, pngs: Mapping[str, bytes]) -> list[S
         acc.append(row(f"{name} RMSE", tt(name, "rmse"), pct=False))
     cal = []
     for name in TARGETS:
+        for key, label in (("c68", "coverage of the 68 % interval"),
+                           ("c90", "coverage of the 90 % interval")):
+            cal.append(row(f"{name}: {label}",
+                           lambda x, n=name, k=key: _interval_figures(x, n)[k]))
         cal.append(row(f"{name}: max |coverage − nominal|",
                        lambda x, n=name: x["calibration"][n]["coverage"]["max_abs_deviation"],
                        pct=False))

@@ -584,8 +584,9 @@ class ModelBundle:
             )
             raise InputError(msg)
         for c in {*self.observables, *source_columns(self.observables)} & set(given):
-            if np.asarray(given[c]).size != len(reps):
-                msg = f"observable {c!r} has {np.asarray(given[c]).size} values for {len(reps)} objects"
+            size = np.asarray(given[c]).size
+            if size != len(reps):
+                msg = f"observable {c!r} has {size} values for {len(reps)} objects"
                 raise InputError(msg)
         values = observable_values(self.observables, given, len(reps))
         cols = [reps]

@@ -62,17 +62,24 @@ def _kpc_per_px(z: np.ndarray) -> np.ndarray:
     out = np.full(z.shape, np.nan)
     ok = np.isfinite(z) & (z > 0)
     if ok.any():
-        out[ok] = Planck15.kpc_proper_per_arcmin(z[ok]).value / 60.0 * PIXEL_SCALE_ARCSEC
+        out[ok] = (
+            Planck15.kpc_proper_per_arcmin(z[ok]).value / 60.0 * PIXEL_SCALE_ARCSEC
+        )
     return out
 
 
 def _log_pos(x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(x) & (x > 0), np.log10(np.where(x > 0, x, 1.0)), np.nan)
+        return np.where(
+            np.isfinite(x) & (x > 0), np.log10(np.where(x > 0, x, 1.0)), np.nan
+        )
 
 
-def observable_values(names: Sequence[str], get: Callable[[str], Any] | Mapping[str, Any],
-                      n: int | None = None) -> dict[str, np.ndarray]:
+def observable_values(
+    names: Sequence[str],
+    get: Callable[[str], Any] | Mapping[str, Any],
+    n: int | None = None,
+) -> dict[str, np.ndarray]:
     """Return each observable as a float64 (N,) column.
 
     Parameters
@@ -96,6 +103,7 @@ def observable_values(names: Sequence[str], get: Callable[[str], Any] | Mapping[
     ValueError
         When no column is available to tell the row count and ``n`` is not given.
     """
+
     def fetch(c: str) -> np.ndarray | None:
         try:
             v = get[c] if isinstance(get, Mapping) else get(c)
@@ -130,11 +138,17 @@ def observable_values(names: Sequence[str], get: Callable[[str], Any] | Mapping[
         if name == "concentration":
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = src["r90_px"] / src["r50_px"]
-            derived = np.where(np.isfinite(ratio) & (src["r50_px"] > 0) & (src["r90_px"] > 0),
-                               ratio, np.nan)
+            derived = np.where(
+                np.isfinite(ratio) & (src["r50_px"] > 0) & (src["r90_px"] > 0),
+                ratio,
+                np.nan,
+            )
         else:
             r = src["r50_px" if name == "log_r50_kpc" else "r90_px"]
             derived = _log_pos(r * _kpc_per_px(src["redshift"]))
-        out[name] = derived if direct is None else np.where(np.isfinite(direct), direct,
-                                                            derived)
+        out[name] = (
+            derived
+            if direct is None
+            else np.where(np.isfinite(direct), direct, derived)
+        )
     return out

@@ -57,8 +57,9 @@ def _from_space(u: np.ndarray, t: int) -> np.ndarray:
     return np.clip(u, lo, hi)
 
 
-def needed_scale(u_samples: np.ndarray, u_true: np.ndarray,
-                 levels: Sequence[float] = COVERAGE_LEVELS) -> np.ndarray:
+def needed_scale(
+    u_samples: np.ndarray, u_true: np.ndarray, levels: Sequence[float] = COVERAGE_LEVELS
+) -> np.ndarray:
     """Smallest widening factor that puts the truth inside each central interval.
 
     Parameters
@@ -149,7 +150,9 @@ class OodWidening:
             Widened samples, same type, dtype and device as the input.
         """
         is_torch = not isinstance(samples, np.ndarray)
-        arr = samples.detach().float().cpu().numpy() if is_torch else np.asarray(samples)
+        arr = (
+            samples.detach().float().cpu().numpy() if is_torch else np.asarray(samples)
+        )
         out = np.array(arr, copy=True)
         for name in self.targets:
             t = TARGETS.index(name)
@@ -169,10 +172,16 @@ class OodWidening:
 
     # ----------------------------------------------------------------- fit
     @classmethod
-    def fit(cls, samples: np.ndarray, truth: np.ndarray, ood: np.ndarray,
-            targets: Sequence[str] = ("exsitu_frac",), n_bins: int = 6,
-            levels: Sequence[float] = COVERAGE_LEVELS,
-            info: Mapping[str, Any] | None = None) -> OodWidening:
+    def fit(
+        cls,
+        samples: np.ndarray,
+        truth: np.ndarray,
+        ood: np.ndarray,
+        targets: Sequence[str] = ("exsitu_frac",),
+        n_bins: int = 6,
+        levels: Sequence[float] = COVERAGE_LEVELS,
+        info: Mapping[str, Any] | None = None,
+    ) -> OodWidening:
         """Fit the widening on galaxies whose truth is known.
 
         Parameters
@@ -218,12 +227,15 @@ class OodWidening:
             if t in MERGER_INDICES:
                 lo, hi = VALID_RANGES[name]
                 rows &= (truth[:, t] >= lo) & (truth[:, t] <= hi)
-            need = needed_scale(_to_space(samples[rows, :, t], t),
-                                _to_space(truth[rows, t], t), levels)
+            need = needed_scale(
+                _to_space(samples[rows, :, t], t), _to_space(truth[rows, t], t), levels
+            )
             good = ~np.isnan(need).any(axis=1)
             need, ell = need[good], np.clip(np.log(o[rows][good]), *rng)
             edges = np.quantile(ell, np.linspace(0, 1, n_bins + 1))
-            which = np.clip(np.searchsorted(edges, ell, side="right") - 1, 0, n_bins - 1)
+            which = np.clip(
+                np.searchsorted(edges, ell, side="right") - 1, 0, n_bins - 1
+            )
             xs, ys, ws = [], [], []
             for b in range(n_bins):
                 sel = which == b
@@ -236,24 +248,37 @@ class OodWidening:
             c1 = 0.0
             if len(x) >= 2 and np.ptp(x) > 0:
                 xm = np.average(x, weights=w)
-                c1 = float(np.sum(w * (x - xm) * (y - np.average(y, weights=w)))
-                           / np.sum(w * (x - xm) ** 2))
+                c1 = float(
+                    np.sum(w * (x - xm) * (y - np.average(y, weights=w)))
+                    / np.sum(w * (x - xm) ** 2)
+                )
             c1 = max(c1, 0.0)
             c0 = float(np.average(y - c1 * x, weights=w))
             coef[name] = (c0, c1)
-            bins_info[name] = {"log_ood": xs, "scale": [float(np.exp(v)) for v in ys],
-                               "n": [int(v) for v in ws]}
-        meta = {**dict(info or {}), "n": int(ok.sum()), "bins": bins_info,
-                "levels": list(levels)}
+            bins_info[name] = {
+                "log_ood": xs,
+                "scale": [float(np.exp(v)) for v in ys],
+                "n": [int(v) for v in ws],
+            }
+        meta = {
+            **dict(info or {}),
+            "n": int(ok.sum()),
+            "bins": bins_info,
+            "levels": list(levels),
+        }
         return cls(tuple(targets), coef, rng, fit_info=meta)
 
     # ----------------------------------------------------------------- storage
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (stored as ``widening.json`` in the model bundle)."""
-        return {"kind": "ood_widening", "targets": list(self.targets),
-                "coef": {k: list(v) for k, v in self.coef.items()},
-                "log_ood_range": list(self.log_ood_range),
-                "scale_range": list(self.scale_range), "fit_info": dict(self.fit_info)}
+        return {
+            "kind": "ood_widening",
+            "targets": list(self.targets),
+            "coef": {k: list(v) for k, v in self.coef.items()},
+            "log_ood_range": list(self.log_ood_range),
+            "scale_range": list(self.scale_range),
+            "fit_info": dict(self.fit_info),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OodWidening:
@@ -272,7 +297,10 @@ class OodWidening:
         if unknown:
             msg = f"widening of unknown targets or without coefficients: {unknown}"
             raise ValueError(msg)
-        return cls(targets, {k: (float(v[0]), float(v[1])) for k, v in d["coef"].items()},
-                   (float(d["log_ood_range"][0]), float(d["log_ood_range"][1])),
-                   (float(d["scale_range"][0]), float(d["scale_range"][1])),
-                   fit_info=dict(d.get("fit_info") or {}))
+        return cls(
+            targets,
+            {k: (float(v[0]), float(v[1])) for k, v in d["coef"].items()},
+            (float(d["log_ood_range"][0]), float(d["log_ood_range"][1])),
+            (float(d["scale_range"][0]), float(d["scale_range"][1])),
+            fit_info=dict(d.get("fit_info") or {}),
+        )

@@ -35,9 +35,12 @@ log = logging.getLogger("ergo_ray")
 
 
 def _subset(es: EvalSet, mask: np.ndarray) -> EvalSet:
-    return replace(es, columns={k: v[mask] for k, v in es.columns.items()},
-                   images=None if es.images is None else es.images[mask],
-                   reps=None if es.reps is None else es.reps[mask])
+    return replace(
+        es,
+        columns={k: v[mask] for k, v in es.columns.items()},
+        images=None if es.images is None else es.images[mask],
+        reps=None if es.reps is None else es.reps[mask],
+    )
 
 
 def calibration_sets(inputs: Sequence[PreparedInput], cfg: RunConfig) -> list[EvalSet]:
@@ -61,22 +64,32 @@ def calibration_sets(inputs: Sequence[PreparedInput], cfg: RunConfig) -> list[Ev
         if "true_exsitu_frac" not in p.columns:  # an observed survey: never read
             continue
         small = read_set(p.url, cfg.storage, split="all", need_pixels=False)
-        dom = np.asarray(small.columns.get("domain", np.array([], object)), dtype=object)
+        dom = np.asarray(
+            small.columns.get("domain", np.array([], object)), dtype=object
+        )
         if np.isin(dom, list(wc.domains)).any():
-            es = read_set(p.url, cfg.storage, split="all", limit=wc.max_rows, seed=cfg.seed)
-            es = _subset(es, np.isin(np.asarray(es.columns["domain"], object),
-                                     list(wc.domains)))
+            es = read_set(
+                p.url, cfg.storage, split="all", limit=wc.max_rows, seed=cfg.seed
+            )
+            es = _subset(
+                es, np.isin(np.asarray(es.columns["domain"], object), list(wc.domains))
+            )
             out.append(es)
         if np.isin(dom, list(cfg.cinn.domains)).any():
             es = read_set(p.url, cfg.storage, split="val")
-            es = _subset(es, np.isin(np.asarray(es.columns["domain"], object),
-                                     list(cfg.cinn.domains)))
+            es = _subset(
+                es,
+                np.isin(
+                    np.asarray(es.columns["domain"], object), list(cfg.cinn.domains)
+                ),
+            )
             out.append(es)
     return [e for e in out if len(e)]
 
 
-def fit_widening(bundle: ModelBundle, inputs: Sequence[PreparedInput], cfg: RunConfig
-                 ) -> OodWidening:
+def fit_widening(
+    bundle: ModelBundle, inputs: Sequence[PreparedInput], cfg: RunConfig
+) -> OodWidening:
     """Fit the widening of ``bundle`` (which must not have one yet) on held-out simulations.
 
     Parameters
@@ -102,8 +115,10 @@ def fit_widening(bundle: ModelBundle, inputs: Sequence[PreparedInput], cfg: RunC
     sets = calibration_sets(inputs, cfg)
     doms = {str(d) for es in sets for d in es.columns["domain"]}
     if not doms & set(wc.domains):
-        msg = (f"cinn.widening is on but no train-cinn --data input holds its domains "
-               f"{list(wc.domains)}; add their prepared folders to --data")
+        msg = (
+            f"cinn.widening is on but no train-cinn --data input holds its domains "
+            f"{list(wc.domains)}; add their prepared folders to --data"
+        )
         raise InputError(msg, source=st.redact(inputs[0].url) if inputs else "")
     samples, truth, ood, rows = [], [], [], {}
     for es in sets:
@@ -116,13 +131,27 @@ def fit_widening(bundle: ModelBundle, inputs: Sequence[PreparedInput], cfg: RunC
         for d in np.asarray(es.columns["domain"], object)[post.keep][usable]:
             rows[str(d)] = rows.get(str(d), 0) + 1
     try:
-        w = OodWidening.fit(np.concatenate(samples), np.concatenate(truth),
-                            np.concatenate(ood), targets=wc.targets, n_bins=wc.n_bins,
-                            info={"rows": rows, "domains": list(wc.domains),
-                                  "anchor": f"val split of {list(cfg.cinn.domains)}"})
+        w = OodWidening.fit(
+            np.concatenate(samples),
+            np.concatenate(truth),
+            np.concatenate(ood),
+            targets=wc.targets,
+            n_bins=wc.n_bins,
+            info={
+                "rows": rows,
+                "domains": list(wc.domains),
+                "anchor": f"val split of {list(cfg.cinn.domains)}",
+            },
+        )
     except ValueError as err:
-        raise InputError(f"cannot fit cinn.widening: {err}", source="train-cinn") from err
-    log.info("widening fitted on %s: %s", rows,
-             ", ".join(f"{t}: log s = {c[0]:.3f} + {c[1]:.3f} log ood"
-                       for t, c in w.coef.items()))
+        raise InputError(
+            f"cannot fit cinn.widening: {err}", source="train-cinn"
+        ) from err
+    log.info(
+        "widening fitted on %s: %s",
+        rows,
+        ", ".join(
+            f"{t}: log s = {c[0]:.3f} + {c[1]:.3f} log ood" for t, c in w.coef.items()
+        ),
+    )
     return w
