@@ -52,7 +52,7 @@ def _fl(v: Any) -> float:
 
 
 def domain_figures(out: str, cfg: RunConfig) -> dict[str, Any]:
-    """Per-domain calibration figures from ``validate/<domain>/summary.json``.
+    """Per-domain calibration figures from ``validate/<domain>/metrics.json``.
 
     Parameters
     ----------
@@ -67,16 +67,18 @@ def domain_figures(out: str, cfg: RunConfig) -> dict[str, Any]:
         ``{domain: {target: {c68, c90, pit_ks, pit_mean, bias}, "exsitu_within_0.1": …}}``
         for the domains validated (a domain without a summary is left out).
     """
+    from ergo_ray.evaluate.validation import interval_figures
+
     res: dict[str, Any] = {}
     for name, _ in VALIDATED:
-        summ = _json(storage.join(out, "validate", name, "summary.json"), cfg)
-        if not summ:
+        model = _json(storage.join(out, "validate", name, "metrics.json"), cfg).get("model")
+        if not model:
             continue
         d: dict[str, Any] = {
-            "exsitu_within_0.1": _fl((summ.get("exsitu_frac_within_0.1") or {}).get("model"))
+            "exsitu_within_0.1": _fl(model["targets"]["exsitu_frac"].get("frac_within_0.1"))
         }
         for t in TARGETS:
-            fig = ((summ.get("calibration") or {}).get(t) or {}).get("model") or {}
+            fig = interval_figures(model, t)
             d[t] = {k: _fl(fig.get(k)) for k in ("c68", "c90", "pit_ks", "pit_mean", "bias")}
         res[name] = d
     return res

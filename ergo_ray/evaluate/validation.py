@@ -37,8 +37,8 @@ from ergo_ray.types import TARGETS
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
 
-__all__ = ["Posterior", "ValidationResult", "posterior_for_set", "validate_set",
-           "write_validation"]
+__all__ = ["Posterior", "ValidationResult", "interval_figures", "posterior_for_set",
+           "validate_set", "write_validation"]
 
 log = logging.getLogger("ergo_ray")
 
@@ -259,13 +259,27 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
             for name in TARGETS},
         "pit_mean": {name: both(lambda m, n=name: m["calibration"][n]["pit"]["mean"])
                      for name in TARGETS},
-        "calibration": {name: both(lambda m, n=name: _interval_figures(m, n))
+        "calibration": {name: both(lambda m, n=name: interval_figures(m, n))
                         for name in TARGETS},
     }
 
 
-def _interval_figures(m: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """Coverage of the 68 % and 90 % intervals, PIT KS and mean, and bias of one target."""
+def interval_figures(m: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Coverage of the 68 % and 90 % intervals, PIT KS and mean, and bias of one target.
+
+    Parameters
+    ----------
+    m : mapping
+        The ``model`` (or ``baseline``) section of ``metrics.json``.
+    name : str
+        Target name.
+
+    Returns
+    -------
+    dict
+        ``c68``, ``c90``, ``pit_ks``, ``pit_mean``, ``bias`` and ``n`` (None where not
+        measured).
+    """
     cal = m["calibration"][name]
     cov = cal["coverage"]
     at = {round(float(lv), 4): c for lv, c in zip(cov["levels"], cov["coverage"], strict=True)}
@@ -501,7 +515,7 @@ def _report_sections(res: ValidationResult, pngs: Mapping[str, bytes]) -> list[S
         for key, label in (("c68", "coverage of the 68 % interval"),
                            ("c90", "coverage of the 90 % interval")):
             cal.append(row(f"{name}: {label}",
-                           lambda x, n=name, k=key: _interval_figures(x, n)[k]))
+                           lambda x, n=name, k=key: interval_figures(x, n)[k]))
         cal.append(row(f"{name}: max |coverage − nominal|",
                        lambda x, n=name: x["calibration"][n]["coverage"]["max_abs_deviation"],
                        pct=False))

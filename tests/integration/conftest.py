@@ -48,12 +48,17 @@ def ci_demo(ray_session, s3_endpoint):
         Bucket=name)
     root = f"s3://{name}/demo"
     common = ["--preset", "ci", "--set", f"storage.endpoint_url={s3_endpoint}",
-              "--set", "storage.region=us-east-1"]
-    marker = _StageMarker()
-    logging.getLogger("ergo_ray").addHandler(marker)
+              "--set", "storage.region=us-east-1",
+              # the shift-aware widening, fitted on simba's few galaxies (issue 17)
+              "--set", "cinn.widening.enabled=true", "--set", "cinn.widening.n_bins=2"]
+    marker, logger = _StageMarker(), logging.getLogger("ergo_ray")
+    level = logger.level
+    logger.addHandler(marker)
+    logger.setLevel(min(logging.INFO, logger.getEffectiveLevel()))  # the stage lines are INFO
     try:
         assert main(["demo", "--out", root, "--n", str(DEMO_N), *common]) == 0
     finally:
-        logging.getLogger("ergo_ray").removeHandler(marker)
+        logger.removeHandler(marker)
+        logger.setLevel(level)
     return {"root": root, "common": common,
             "storage": StorageConfig(endpoint_url=s3_endpoint, region="us-east-1")}
