@@ -25,7 +25,7 @@ from ergo_ray.config.schema import RunConfig
 from ergo_ray.io import storage
 from ergo_ray.types import TARGETS
 
-__all__ = ["VALIDATED", "domain_figures", "domain_rows", "oracle_figures"]
+__all__ = ["STATS", "VALIDATED", "domain_figures", "domain_rows", "oracle_figures"]
 
 #: Validation folders of the demo and their labels.
 VALIDATED: tuple[tuple[str, str], ...] = (
@@ -33,6 +33,8 @@ VALIDATED: tuple[tuple[str, str], ...] = (
     ("eagle", "eagle (truth known)"),
     ("hsc", "hsc (hidden truth)"),
 )
+#: Figures per domain and target.
+STATS: tuple[str, ...] = ("c68", "c90", "pit_ks", "pit_mean", "bias")
 _TARGET_LABEL = {
     "exsitu_frac": "ex-situ",
     "lmm_lookback_gyr": "lookback",
@@ -51,7 +53,7 @@ def _fl(v: Any) -> float:
     return float("nan") if v is None else float(v)
 
 
-def domain_figures(out: str, cfg: RunConfig) -> dict[str, Any]:
+def domain_figures(out: str, cfg: RunConfig) -> dict[str, float]:
     """Per-domain calibration figures from ``validate/<domain>/metrics.json``.
 
     Parameters
@@ -64,23 +66,24 @@ def domain_figures(out: str, cfg: RunConfig) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{domain: {target: {c68, c90, pit_ks, pit_mean, bias}, "exsitu_within_0.1": …}}``
-        for the domains validated (a domain without a summary is left out).
+        Flat figures ``domain_<domain>_<target>_<stat>`` (stat: ``c68``, ``c90``,
+        ``pit_ks``, ``pit_mean``, ``bias``) and ``domain_<domain>_exsitu_within_0.1``, for
+        the domains validated (a domain without metrics is left out; a figure that could
+        not be measured, e.g. the merger targets of a set without mergers, is NaN).
     """
     from ergo_ray.evaluate.validation import interval_figures
 
-    res: dict[str, Any] = {}
+    res: dict[str, float] = {}
     for name, _ in VALIDATED:
         model = _json(storage.join(out, "validate", name, "metrics.json"), cfg).get("model")
         if not model:
             continue
-        d: dict[str, Any] = {
-            "exsitu_within_0.1": _fl(model["targets"]["exsitu_frac"].get("frac_within_0.1"))
-        }
+        res[f"domain_{name}_exsitu_within_0.1"] = _fl(
+            model["targets"]["exsitu_frac"].get("frac_within_0.1"))
         for t in TARGETS:
             fig = interval_figures(model, t)
-            d[t] = {k: _fl(fig.get(k)) for k in ("c68", "c90", "pit_ks", "pit_mean", "bias")}
-        res[name] = d
+            for k in STATS:
+                res[f"domain_{name}_{t}_{k}"] = _fl(fig.get(k))
     return res
 
 
@@ -93,7 +96,7 @@ def _diff_at_fixed_mass(m_a: np.ndarray, v_a: np.ndarray, m_b: np.ndarray,
 
 
 def oracle_figures(out: str, cfg: RunConfig) -> dict[str, float]:
-    """The ``struct_*`` oracle on the demo's galaxies: its hsc − tng100 shift and hsc bias.
+    """Score the ``struct_*`` oracle on the demo's galaxies: hsc − tng100 shift and hsc bias.
 
     The oracle is trained on the ``tng100`` mock catalogue's rows of the train split (on
     ``root_id``, as every stage splits) and predicts ``tng100``'s other rows and every ``hsc``
@@ -175,7 +178,7 @@ def domain_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     Parameters
     ----------
     s : dict
-        The demo's summary: ``domains`` (:func:`domain_figures`), the figures of
+        The demo's summary: the figures of :func:`domain_figures`, of
         :func:`oracle_figures` and ``hsc_minus_tng100_exsitu_inferred`` / ``…_hidden_truth``.
 
     Returns
@@ -183,7 +186,6 @@ def domain_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     list of tuple
         (figure, ergo_ray, reference, what the reference is).
     """
-    per = s.get("domains") or {}
     shift = {"inferred": _fl(s.get("hsc_minus_tng100_exsitu_inferred")),
              "truth": _fl(s.get("hsc_minus_tng100_exsitu_hidden_truth")),
              "oracle": _fl(s.get("oracle_hsc_minus_tng100")),
@@ -191,19 +193,19 @@ def domain_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
              "model_bias": _fl(s.get("model_hsc_exsitu_bias_same"))}
     rows: list[tuple[str, str, str, str]] = []
     for name, label in VALIDATED:
-        d = per.get(name)
-        if not d:
+        if f"domain_{name}_exsitu_within_0.1" not in s:
             continue
+        f = {t: {k: _fl(s.get(f"domain_{name}_{t}_{k}")) for k in STATS} for t in TARGETS}
         for t in TARGETS:
-            f = d[t]
             rows.append((f"{label}: {_TARGET_LABEL[t]} coverage 68 % / 90 %",
-                         f"{_pct(f['c68'])} / {_pct(f['c90'])}", "68.0 % / 90.0 %",
+                         f"{_pct(f[t]['c68'])} / {_pct(f[t]['c90'])}", "68.0 % / 90.0 %",
                          "nominal (±5 points is the goal)"))
-        ex = d["exsitu_frac"]
+        ex = f["exsitu_frac"]
+        ks = "–" if not math.isfinite(ex["pit_ks"]) else f"{ex['pit_ks']:.3f}"
+        within = _pct(_fl(s.get(f"domain_{name}_exsitu_within_0.1")))
         rows.append((f"{label}: ex-situ PIT KS / bias / within ±0.1",
-                     f"{ex['pit_ks']:.3f} / {_f(ex['bias'])} / {_pct(d['exsitu_within_0.1'])}"
-                     if math.isfinite(ex["pit_ks"]) else "–",
-                     "≤ 0.10 / 0 / –", "calibrated and unbiased"))
+                     f"{ks} / {_f(ex['bias'])} / {within}", "≤ 0.10 / 0 / –",
+                     "calibrated and unbiased"))
     truth = shift["truth"]
 
     def frac(v: float) -> str:

@@ -106,7 +106,7 @@ def summarize(out: str, cfg: RunConfig) -> dict[str, Any]:
     s["hsc_minus_tng100_exsitu_inferred"] = _num(diff.get("inferred"))
     s["hsc_minus_tng100_exsitu_truth"] = _num(diff.get("truth"))
     s["hsc_minus_tng100_exsitu_hidden_truth"] = _hidden_truth_shift(out, cfg)
-    s["domains"] = domain_figures(out, cfg)
+    s.update(domain_figures(out, cfg))
     s.update(oracle_figures(out, cfg))
     return s
 

@@ -24,7 +24,7 @@ def bundles(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("widen")
     plain = str(tmp / "plain")
     _write(plain, tmp, baseline=True)
-    manifest, files = bd.read_verified(plain)
+    _, files = bd.read_verified(plain)
     b = ergo_ray.load_model(plain)
     reps = b.represent(_images(40, 7))
     ood = b.ood_score(reps)
@@ -94,7 +94,7 @@ def test_size_observables_from_petrosian_radii():
 def test_a_bundle_on_sizes_takes_them_or_their_radii(tmp_path):
     url = str(tmp_path / "m")
     _write(url, tmp_path, baseline=False, observables=("redshift",))
-    manifest, files = bd.read_verified(url)
+    _, files = bd.read_verified(url)
     tr = json.loads(files["transforms.json"])
     b = ergo_ray.load_model(url)
     # same network, read as conditioned on the size instead of the redshift

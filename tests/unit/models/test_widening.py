@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -42,7 +44,7 @@ def test_coverage_is_nominal_in_every_ood_bin_after_the_step():
     samples, truth, ood = _toy(8000, 0.5, seed=1)  # fresh galaxies
     out = w.apply(samples, ood)
     edges = [0.5, 1.0, 2.0, 3.5, 6.0]
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         sel = (ood >= lo) & (ood < hi)
         for level in (0.68, 0.9):
             assert abs(_coverage(out[sel], truth[sel], level) - level) < 0.04, (lo, level)
