@@ -18,7 +18,6 @@ import numpy as np
 
 from ergo_ray.errors import InputError
 from ergo_ray.evaluate.inputs import EvalSet, read_set
-from ergo_ray.evaluate.validation import posterior_for_set
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.targets import encode_truth
@@ -87,6 +86,45 @@ def calibration_sets(inputs: Sequence[PreparedInput], cfg: RunConfig) -> list[Ev
     return [e for e in out if len(e)]
 
 
+def _sample_set(bundle: ModelBundle, es: EvalSet, n_samples: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Posterior samples of a set's usable rows (no summaries: the fit needs none).
+
+    Returns
+    -------
+    samples : numpy.ndarray
+        (n_keep, S, 3) physical samples.
+    keep : numpy.ndarray
+        bool (N,) rows sampled (finite condition and samples).
+    reps : numpy.ndarray
+        (n_keep, D) their representations.
+    """
+    from ergo_ray.errors import BadObjectError
+    from ergo_ray.models.cinn import object_seeds
+    from ergo_ray.models.observables import observable_values
+
+    reps = np.asarray(es.reps if es.reps is not None else bundle.represent(es.images),
+                      np.float32)
+    cond = bundle.condition(reps, observable_values(bundle.observables, es.column, len(es)))
+    keep = np.isfinite(cond).all(axis=1)
+    seeds = object_seeds([str(o) for o in es.columns["object_id"]], seed)
+    idx = np.flatnonzero(keep)
+    try:
+        out = bundle.sample_condition(cond[idx], n_samples, seeds=seeds[idx])
+    except BadObjectError:  # retry one by one; a galaxy whose samples fail is left out
+        parts = []
+        for i in idx:
+            try:
+                parts.append(bundle.sample_condition(cond[i:i + 1], n_samples,
+                                                     seeds=seeds[i:i + 1]))
+            except BadObjectError as err:
+                log.warning("widening fit: %s left out (%s)", es.columns["object_id"][i],
+                            err.reason or err)
+                keep[i] = False
+        out = np.concatenate(parts) if parts else np.empty((0, n_samples, 3), np.float32)
+    return out, keep, reps[keep]
+
+
 def fit_widening(
     bundle: ModelBundle, inputs: Sequence[PreparedInput], cfg: RunConfig
 ) -> OodWidening:
@@ -122,13 +160,12 @@ def fit_widening(
         raise InputError(msg, source=st.redact(inputs[0].url) if inputs else "")
     samples, truth, ood, rows = [], [], [], {}
     for es in sets:
-        post = posterior_for_set(bundle, es, cfg.infer.n_samples, cfg.seed + 7)
-        y, usable = encode_truth(*(es.column(c)[post.keep] for c in TRUTH_COLUMNS))
-        o = bundle.ood_score(post.reps)
-        samples.append(post.samples[usable])
+        smp, keep, reps = _sample_set(bundle, es, cfg.infer.n_samples, cfg.seed + 7)
+        y, usable = encode_truth(*(es.column(c)[keep] for c in TRUTH_COLUMNS))
+        samples.append(smp[usable])
         truth.append(y[usable])
-        ood.append(o[usable])
-        for d in np.asarray(es.columns["domain"], object)[post.keep][usable]:
+        ood.append(bundle.ood_score(reps)[usable])
+        for d in np.asarray(es.columns["domain"], object)[keep][usable]:
             rows[str(d)] = rows.get(str(d), 0) + 1
     try:
         w = OodWidening.fit(
