@@ -19,7 +19,9 @@ DOMAINS: tuple[str, ...] = ("tng100", "tng50", "eagle", "simba", "hsc")
 #: Posterior targets, in the order of the cINN's output dimensions.
 TARGETS: tuple[str, str, str] = ("exsitu_frac", "lmm_lookback_gyr", "lmm_log_mass")
 #: A catalogue column the cINN can take beside the representation (``cinn.observables``).
-CinnObservable = Literal["redshift", "i_mag"]
+#: ``log_r50_kpc``, ``log_r90_kpc`` and ``concentration`` are derived from the Petrosian
+#: radii that ``prepare`` measures (:mod:`ergo_ray.models.observables`).
+CinnObservable = Literal["redshift", "i_mag", "log_r50_kpc", "log_r90_kpc", "concentration"]
 CINN_OBSERVABLES: tuple[CinnObservable, ...] = get_args(CinnObservable)
 #: A stretch of the prepared stamps (``preprocess.stretch``; :mod:`ergo_ray.preprocess.stretch`).
 Stretch = Literal["log", "log_joint", "asinh"]

@@ -42,6 +42,25 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(skip)
 
 
+#: Every request the loopback S3 server answered, in order: ("s3", method, path?query), and
+#: the markers other fixtures interleave (e.g. ("stage", "validate hsc")), so that a test can
+#: tell which stage read what (tests/integration/test_truth_guard.py).
+S3_LOG: list[tuple[str, str, str]] = []
+
+
+class _Recorder:
+    """WSGI middleware that appends each request to :data:`S3_LOG`."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        query = environ.get("QUERY_STRING", "")
+        S3_LOG.append(("s3", environ.get("REQUEST_METHOD", ""),
+                       environ.get("PATH_INFO", "") + (f"?{query}" if query else "")))
+        return self.app(environ, start_response)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """A real S3 HTTP endpoint on 127.0.0.1 (moto's threaded server, as s3fs's tests use)."""
@@ -50,6 +69,7 @@ def s3_endpoint():
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    server._server.app = _Recorder(server._server.app)
     host, port = server.get_host_and_port()
     os.environ.update(
         AWS_ACCESS_KEY_ID="testing",

@@ -115,6 +115,32 @@ class ClrConfig(_Section):
     augment: AugmentConfig = AugmentConfig()
 
 
+class WideningConfig(_Section):
+    """Shift-aware posterior widening with the OOD score (:mod:`ergo_ray.models.widening`).
+
+    Fitted by ``train-cinn`` on the rows of ``domains`` among its ``--data`` inputs
+    (simulated domains with truth that the cINN does not train on) and on the validation
+    split of ``cinn.domains``; stored in the model bundle and applied wherever posteriors
+    are drawn (``catalog``, ``validate``, ``compare``, ``sample_posterior``).
+    """
+
+    enabled: bool = False
+    domains: tuple[str, ...] = ("simba",)
+    targets: tuple[Literal["exsitu_frac", "lmm_lookback_gyr", "lmm_log_mass"], ...] = (
+        "exsitu_frac",)
+    n_bins: int = Field(6, ge=1)
+    #: Rows per calibration domain (a seeded subsample; the validation split is kept whole).
+    max_rows: int = Field(4000, ge=16)
+
+    @model_validator(mode="after")
+    def _simulated_only(self) -> WideningConfig:
+        if "hsc" in self.domains:
+            msg = ("cinn.widening.domains must not include the observed survey 'hsc': its "
+                   "truth is for validate only")
+            raise ValueError(msg)
+        return self
+
+
 class CinnConfig(_Section):
     """Conditional INN (``ergo-ray train-cinn``)."""
 
@@ -151,6 +177,17 @@ class CinnConfig(_Section):
     checkpoint_every_s: float = Field(30.0, ge=0)
     n_ood_reference: int = Field(20000, ge=16)
     domains: tuple[str, ...] = ("tng100", "tng50")
+    #: Widen each posterior with its OOD score (off: the method as published).
+    widening: WideningConfig = WideningConfig()
+
+    @model_validator(mode="after")
+    def _widening_held_out(self) -> CinnConfig:
+        both = sorted(set(self.widening.domains) & set(self.domains))
+        if both:
+            msg = (f"cinn.widening.domains {both} are also cinn.domains: the widening is "
+                   "fitted on domains the cINN does not train on")
+            raise ValueError(msg)
+        return self
 
     @model_validator(mode="after")
     def _distinct_observables(self) -> CinnConfig:

@@ -83,7 +83,11 @@ def build_plan(out: str, cfg: RunConfig, common: Sequence[str], n_per_domain: in
     plan.append(Stage("train-nnclr", ["train-nnclr", "--data",
                                       *[j("prepared", d) for d in DOMAIN_WEIGHTS],
                                       "--out", j("nnclr"), *c], j("nnclr")))
-    plan.append(Stage("train-cinn", ["train-cinn", "--data", *[j("prepared", d) for d in SIM_TRAIN],
+    # the widening is fitted on held-out simulated domains, which train-cinn then also reads
+    held_out = [d for d in cfg.cinn.widening.domains if d in DOMAIN_WEIGHTS and d != "hsc"
+                ] if cfg.cinn.widening.enabled else []
+    plan.append(Stage("train-cinn", ["train-cinn", "--data",
+                                     *[j("prepared", d) for d in (*SIM_TRAIN, *held_out)],
                                      "--encoder", j("nnclr"), "--out", j("model"), "--baseline", *c],
                       j("model")))
     plan.append(Stage("catalog hsc", ["catalog", "--model", j("model"), "--in", j("prepared", "hsc"),

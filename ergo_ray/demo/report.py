@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ergo_ray.config.schema import RunConfig
+from ergo_ray.demo.domains import domain_figures, domain_rows, oracle_figures
 from ergo_ray.demo.plan import DOMAIN_WEIGHTS, Stage
 from ergo_ray.evaluate.report import Section, html_report, json_bytes
 from ergo_ray.evaluate.science import exsitu_difference_at_fixed_mass
@@ -105,6 +106,8 @@ def summarize(out: str, cfg: RunConfig) -> dict[str, Any]:
     s["hsc_minus_tng100_exsitu_inferred"] = _num(diff.get("inferred"))
     s["hsc_minus_tng100_exsitu_truth"] = _num(diff.get("truth"))
     s["hsc_minus_tng100_exsitu_hidden_truth"] = _hidden_truth_shift(out, cfg)
+    s.update(domain_figures(out, cfg))
+    s.update(oracle_figures(out, cfg))
     return s
 
 
@@ -192,6 +195,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                  "hidden truth / hsc inferred − tng100 true"))
     rows.append(("hsc ex-situ bias (MAP − hidden truth)", _f(s["hsc_exsitu_bias_model"]),
                  "0", "an unbiased model"))
+    rows.extend(domain_rows(s))
     return rows
 
 

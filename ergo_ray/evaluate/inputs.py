@@ -33,7 +33,7 @@ log = logging.getLogger("ergo_ray")
 
 #: Small columns read when present.
 _SMALL = ("object_id", "root_id", "domain", "projection", "redshift", "log_mstar",
-          *TRUTH_COLUMNS, "split", "r90_px", "petro_r90_arcsec", "i_mag")
+          *TRUTH_COLUMNS, "split", "r50_px", "r90_px", "petro_r90_arcsec", "i_mag")
 
 
 @dataclass

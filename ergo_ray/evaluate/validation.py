@@ -31,13 +31,14 @@ from ergo_ray.evaluate.metrics import (
 from ergo_ray.evaluate.report import Section, html_report, json_bytes
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS, posterior_summary_columns
+from ergo_ray.models.observables import observable_values
 from ergo_ray.types import TARGETS
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
 
-__all__ = ["Posterior", "ValidationResult", "posterior_for_set", "validate_set",
-           "write_validation"]
+__all__ = ["Posterior", "ValidationResult", "interval_figures", "posterior_for_set",
+           "validate_set", "write_validation"]
 
 log = logging.getLogger("ergo_ray")
 
@@ -131,7 +132,7 @@ def posterior_for_set(bundle: Any, es: EvalSet, n_samples: int, seed: int) -> Po
     reps = es.reps if es.reps is not None else bundle.represent(es.images)
     reps = np.asarray(reps, np.float32)
     ids = es.columns["object_id"]
-    cond = bundle.condition(reps, {c: es.column(c) for c in bundle.observables})
+    cond = bundle.condition(reps, observable_values(bundle.observables, es.column, len(es)))
     finite = np.isfinite(cond).all(axis=1)
     rep_ok = np.isfinite(reps).all(axis=1)
     errors = {str(o): "nonfinite_representation" if r else "missing_observable"
@@ -258,7 +259,33 @@ def _headline(metrics: Mapping[str, Any]) -> dict[str, Any]:
             for name in TARGETS},
         "pit_mean": {name: both(lambda m, n=name: m["calibration"][n]["pit"]["mean"])
                      for name in TARGETS},
+        "calibration": {name: both(lambda m, n=name: interval_figures(m, n))
+                        for name in TARGETS},
     }
+
+
+def interval_figures(m: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Coverage of the 68 % and 90 % intervals, PIT KS and mean, and bias of one target.
+
+    Parameters
+    ----------
+    m : mapping
+        The ``model`` (or ``baseline``) section of ``metrics.json``.
+    name : str
+        Target name.
+
+    Returns
+    -------
+    dict
+        ``c68``, ``c90``, ``pit_ks``, ``pit_mean``, ``bias`` and ``n`` (None where not
+        measured).
+    """
+    cal = m["calibration"][name]
+    cov = cal["coverage"]
+    at = {round(float(lv), 4): c for lv, c in zip(cov["levels"], cov["coverage"], strict=True)}
+    return {"c68": at.get(0.68), "c90": at.get(0.9), "pit_ks": cal["pit"].get("ks"),
+            "pit_mean": cal["pit"].get("mean"), "bias": m["targets"][name]["bias"],
+            "n": cov.get("n")}
 
 
 def validate_set(bundle: Any, es: EvalSet, n_samples: int, seed: int,
@@ -485,6 +512,10 @@ def _report_sections(res: ValidationResult, pngs: Mapping[str, bytes]) -> list[S
         acc.append(row(f"{name} RMSE", tt(name, "rmse"), pct=False))
     cal = []
     for name in TARGETS:
+        for key, label in (("c68", "coverage of the 68 % interval"),
+                           ("c90", "coverage of the 90 % interval")):
+            cal.append(row(f"{name}: {label}",
+                           lambda x, n=name, k=key: interval_figures(x, n)[k]))
         cal.append(row(f"{name}: max |coverage − nominal|",
                        lambda x, n=name: x["calibration"][n]["coverage"]["max_abs_deviation"],
                        pct=False))

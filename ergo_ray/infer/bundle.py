@@ -48,7 +48,9 @@ from ergo_ray.infer.ood_score import OodReference
 from ergo_ray.infer.summaries import summarize as _summarize
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.observables import DERIVED, observable_values, source_columns
 from ergo_ray.models.targets import Standardizer, TargetTransform
+from ergo_ray.models.widening import OodWidening
 from ergo_ray.types import CINN_OBSERVABLES
 
 if TYPE_CHECKING:
@@ -72,6 +74,8 @@ __all__ = [
 
 BUNDLE_FORMAT = 1
 MANIFEST = "manifest.json"
+#: Optional file of the shift-aware widening (``cinn.widening``).
+WIDENING_FILE = "widening.json"
 REQUIRED_FILES: tuple[str, ...] = (
     "encoder.pt",
     "cinn.pt",
@@ -355,6 +359,8 @@ class ModelBundle:
         Test-split calibration and accuracy (``metrics.json``).
     has_baseline : bool
         Whether the (log M*, z) baseline is present.
+    widening : OodWidening or None
+        The shift-aware widening applied to every cINN posterior (``cinn.widening``).
     """
 
     def __init__(
@@ -390,6 +396,9 @@ class ModelBundle:
                 _load_npy(files["reference_kdist.npy"], "reference_kdist.npy"),
             )
             base_scaler = tr.get("baseline_condition")
+            self.widening: OodWidening | None = (
+                OodWidening.from_dict(json.loads(files[WIDENING_FILE]))
+                if WIDENING_FILE in files else None)
         except CheckpointError:
             raise
         except Exception as err:
@@ -428,7 +437,7 @@ class ModelBundle:
         return (
             f"ModelBundle(model_id={self.model_id!r}, input_size={self.input_size}, "
             f"device={self.device}, observables={list(self.observables)}, "
-            f"baseline={self.has_baseline})"
+            f"baseline={self.has_baseline}, widening={self.widening is not None})"
         )
 
     # ---------------------------------------------------------------- images
@@ -553,7 +562,9 @@ class ModelBundle:
             float32 (N, rep_dim) representations.
         observables : mapping of str to array-like, optional
             (N,) values of each column in :attr:`observables` (for example
-            ``{"redshift": z, "i_mag": m}``); other keys are ignored. A NaN makes that
+            ``{"redshift": z, "i_mag": m}``; a size observable can instead be given by its
+            sources, ``r50_px``/``r90_px`` and ``redshift``, see
+            :mod:`ergo_ray.models.observables`); other keys are ignored. A NaN makes that
             object's condition non-finite (it cannot be sampled), not the call fail.
 
         Returns
@@ -568,7 +579,8 @@ class ModelBundle:
         """
         reps = np.asarray(reps, np.float32)
         given = dict(observables or {})
-        missing = [c for c in self.observables if c not in given]
+        missing = [c for c in self.observables
+                   if c not in given and not set(DERIVED.get(c, (c,))) <= set(given)]
         if missing:
             msg = (
                 f"{st.redact(self.url)}: this model is conditioned on "
@@ -576,9 +588,15 @@ class ModelBundle:
                 f"with the images or representations (missing {', '.join(missing)})"
             )
             raise InputError(msg)
+        for c in {*self.observables, *source_columns(self.observables)} & set(given):
+            size = np.asarray(given[c]).size
+            if size != len(reps):
+                msg = f"observable {c!r} has {size} values for {len(reps)} objects"
+                raise InputError(msg)
+        values = observable_values(self.observables, given, len(reps))
         cols = [reps]
         for c in self.observables:
-            v = np.asarray(given[c], np.float64).reshape(-1)
+            v = values[c]
             if v.shape != (len(reps),):
                 msg = f"observable {c!r} has {v.size} values for {len(reps)} objects"
                 raise InputError(msg)
@@ -610,6 +628,8 @@ class ModelBundle:
                 )
                 x = self.transform.inverse(net.sample(c, z))
                 out[sl] = x.float().cpu().numpy()
+        if net is self.cinn:
+            out = self.widen(out, cond[:, : self.rep_dim])
         bad_rows = ~np.isfinite(out).all(axis=(1, 2))
         if bad_rows.any():
             i = int(np.flatnonzero(bad_rows)[0])
@@ -705,6 +725,33 @@ class ModelBundle:
         cond = np.asarray(self.baseline_scaler.forward(cond), np.float32)
         n = int(n_samples or self.config.infer.n_samples)
         return self._sample(self.baseline, cond, n, self._seeds(len(cond), seed, seeds))
+
+    def widen(self, samples: Any, reps: np.ndarray | None = None,
+              ood: np.ndarray | None = None) -> Any:
+        """Apply the bundle's shift-aware widening (``cinn.widening``; identity without it).
+
+        Parameters
+        ----------
+        samples : numpy.ndarray or torch.Tensor
+            (N, S, 3) physical samples of the cINN.
+        reps : numpy.ndarray, optional
+            (N, rep_dim) representations, to score when ``ood`` is not given.
+        ood : numpy.ndarray, optional
+            (N,) OOD scores (:meth:`ood_score`).
+
+        Returns
+        -------
+        numpy.ndarray or torch.Tensor
+            The widened samples (the input itself when the bundle has no widening).
+        """
+        if self.widening is None:
+            return samples
+        if ood is None:
+            if reps is None:
+                msg = "widen needs the representations or the OOD scores"
+                raise InputError(msg)
+            ood = self.ood.score(np.asarray(reps, np.float32), device=self.device)
+        return self.widening.apply(samples, np.asarray(ood, np.float64))
 
     def summarize(self, samples: np.ndarray) -> dict[str, np.ndarray]:
         """Posterior summaries: the catalogue's ``{T}_map`` … ``p_no_major_merger`` columns."""

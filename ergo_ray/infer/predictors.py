@@ -41,6 +41,7 @@ from ergo_ray.io.schemas import (
     posterior_schema,
     posterior_summary_columns,
 )
+from ergo_ray.models.observables import observable_values, source_columns
 from ergo_ray.types import CINN_OBSERVABLES
 
 if TYPE_CHECKING:
@@ -140,8 +141,8 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
             msg = (f"{storage.redact(url)}: images are {shape.decode()} but the model expects "
                    f"{want.decode()}")
             raise InputError(msg, source=url)
-        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image", *CINN_OBSERVABLES)
-                                 if c in names])
+        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image",
+                                             *source_columns(CINN_OBSERVABLES)) if c in names])
     except InputError:
         raise
     except (OSError, pa.ArrowException) as err:
@@ -154,9 +155,10 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
         raise InputError(msg, source=url)
     cols = {c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
             for c in ID_COLUMNS}
-    observed = [table.column(c).cast(pa.float64()).fill_null(np.nan)
-                if c in table.column_names else pa.array(np.full(n, np.nan))
-                for c in CINN_OBSERVABLES]
+    values = observable_values(
+        CINN_OBSERVABLES, lambda c: table.column(c).cast(pa.float64()).fill_null(np.nan)
+        .to_numpy() if c in table.column_names else None, n)
+    observed = [pa.array(values[c], pa.float64()) for c in CINN_OBSERVABLES]
     flat = img.flatten()
     return pa.table(
         [
@@ -213,7 +215,7 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
     ids: list[tuple[Any, Any, Any]] = []
     images: list[np.ndarray] = []
     errors: list[str | None] = []
-    observed: dict[str, list[Any]] = {c: [] for c in CINN_OBSERVABLES}
+    measured: list[dict[str, Any]] = []  # per object: its catalogue values and radii
     blank = np.zeros((3, image_size, image_size), np.uint8)
     source = storage.redact(unit["source"])
     for row, item in read_unit(unit["spec"], storage_cfg):
@@ -221,25 +223,27 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
         if oid is None:  # a whole file failed and its objects cannot be listed
             oid = _naming(str(row.get("file") or ""), source) if row.get("file") else source
         ids.append((oid, row.get("root_id"), row.get("domain")))
-        for c in CINN_OBSERVABLES:
-            observed[c].append(row.get(c))
+        measured.append(dict(row))
         if isinstance(item, BaseException):
             why = getattr(item, "reason", None)
             errors.append(_naming(f"{why + ': ' if why else ''}{item}", source))
             images.append(blank)
             continue
         try:
-            img, _ = prepare_image(item, size=image_size, **preprocess)
+            img, radii = prepare_image(item, size=image_size, **preprocess)
         except BadObjectError as err:
             why = f"{err.reason}: " if err.reason else ""
             where = storage.redact(item.source) if item.source else source
             errors.append(_naming(f"preprocessing failed: {why}{err}", where))
             images.append(blank)
             continue
+        measured[-1].update(radii)
         errors.append(None)
         images.append(img)
     if not ids:
         return _empty_marker(unit["key"], image_size)
+    observed = observable_values(
+        CINN_OBSERVABLES, lambda c: _floats([m.get(c) for m in measured]), len(ids))
     return _rows_table(ids, np.stack(images), errors, unit["key"], image_size,
                        observed=observed)
 
@@ -425,9 +429,10 @@ class PosteriorPredictor:
                 c = torch.where(good[sl, None], cond[sl], torch.zeros_like(cond[sl]))
                 samples[sl] = b.transform.inverse(b.cinn.sample(c, z)).float()
             good &= torch.isfinite(samples).all(dim=2).all(dim=1)
-            summ = summarize(samples, grid=b.kde_grid, device=dev)
             reps_np = reps.cpu().numpy()
             ood = np.asarray(b.ood.score(reps_np, device=dev), np.float64)
+            samples = b.widen(samples, ood=ood)
+            summ = summarize(samples, grid=b.kde_grid, device=dev)
             ok = good.cpu().numpy()
         finite_rep = np.isfinite(reps_np).all(axis=1)
         for i in np.flatnonzero(~ok):

@@ -43,6 +43,7 @@ from ergo_ray.infer.ood_score import OodReference, build_reference
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.observables import observable_values, source_columns
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
 from ergo_ray.train.cinn_calibration import latent_normality, posterior_metrics
 from ergo_ray.train.cinn_loop import TrainJob, loop_config, run_training
@@ -288,16 +289,15 @@ def train_cinn(
     y, usable = encode_truth(*(_column(table, c) for c in TRUTH_COLUMNS))
     lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
     observables = cfg.cinn.observables
-    absent = [c for c in observables if c not in table.column_names]
+    absent = [c for c in source_columns(observables) if c not in table.column_names]
     if absent:
         msg = (
             f"the inputs have no {', '.join(absent)} column, which cinn.observables "
             f"{list(observables)} conditions the cINN on"
         )
         raise InputError(msg, source=str(data_urls[0]))
-    cond = np.concatenate(
-        [reps, *(_column(table, c)[:, None] for c in observables)], axis=1
-    )
+    obs = observable_values(observables, lambda c: _column(table, c), table.num_rows)
+    cond = np.concatenate([reps, *(obs[c][:, None] for c in observables)], axis=1)
     usable &= np.isfinite(cond).all(axis=1)
     rows = {s: np.flatnonzero((split == s) & usable) for s in ("train", "val", "test")}
     log.info(
@@ -404,6 +404,13 @@ def train_cinn(
             baseline_scaler=base_scaler,
         )
     )
+    model_id = bd.write_bundle(out_url, files_out, storage)
+    if not cfg.cinn.widening.enabled:
+        return model_id
+    from ergo_ray.train.widening_fit import fit_widening
+
+    widening = fit_widening(bd.load_bundle(out_url, storage, device="cpu"), inputs, cfg)
+    files_out[bd.WIDENING_FILE] = json.dumps(_jsonable(widening.to_dict()), indent=2).encode()
     return bd.write_bundle(out_url, files_out, storage)
 
 
