@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.demo.domains import domain_figures, domain_rows, oracle_figures
 from ergo_ray.demo.plan import DOMAIN_WEIGHTS, Stage
+from ergo_ray.errors import InputError
 from ergo_ray.evaluate.report import Section, html_report, json_bytes
 from ergo_ray.evaluate.science import exsitu_difference_at_fixed_mass
 from ergo_ray.io import storage
@@ -24,10 +26,26 @@ from ergo_ray.io.catalog import read_catalog, read_parquet_file
 PAPER_EXSITU_WITHIN_01 = 0.80
 
 
-def _read_json(url: str, cfg: RunConfig) -> dict[str, Any]:
+class _Doc(dict):
+    """A stage's JSON output that remembers where it came from (for error messages)."""
+
+    url: str = ""
+
+
+def _read_json(url: str, cfg: RunConfig) -> _Doc:
+    """Read a stage's JSON output; a finished demo has every one of them.
+
+    Raises
+    ------
+    InputError
+        Naming the file, if it does not exist.
+    """
     if not storage.exists(url, cfg.storage):
-        return {}
-    return dict(json.loads(storage.read_bytes(url, cfg.storage)))
+        msg = f"{storage.redact(url)}: missing (the demo's stages did not all finish)"
+        raise InputError(msg, source=url)
+    doc = _Doc(json.loads(storage.read_bytes(url, cfg.storage)))
+    doc.url = storage.redact(url)
+    return doc
 
 
 def _pngs(folder: str, cfg: RunConfig) -> list[tuple[str, bytes]]:
@@ -39,20 +57,30 @@ def _pngs(folder: str, cfg: RunConfig) -> list[tuple[str, bytes]]:
             == storage.locate(folder).url.rstrip("/")]
 
 
-def _get(d: dict[str, Any], *keys: str) -> Any:
-    for k in keys:
+def _get(doc: _Doc, *keys: str) -> Any:
+    """Return ``doc[k1][k2]...``; a missing key is an error naming the file and the key.
+
+    A stage writes NaN as ``null`` (strict JSON), so a value of None is a NaN figure, not a
+    missing one; a renamed metric fails here instead of showing as "–".
+    """
+    d: Any = doc
+    for i, k in enumerate(keys):
         if not isinstance(d, dict) or k not in d:
-            return None
+            path = ".".join(keys[: i + 1])
+            msg = f"{doc.url}: no '{path}' (a stage renamed or dropped this figure)"
+            raise InputError(msg, source=doc.url)
         d = d[k]
     return d
 
 
 def _num(v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
+    """Return a figure as a float: None (a NaN written as null) is NaN, a non-number an error."""
+    if v is None:
         return float("nan")
-    return f
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        msg = f"expected a number, got {v!r}"
+        raise TypeError(msg)
+    return float(v)
 
 
 def summarize(out: str, cfg: RunConfig) -> dict[str, Any]:
@@ -91,20 +119,18 @@ def summarize(out: str, cfg: RunConfig) -> dict[str, Any]:
         cov = _get(tng_metrics, "model", "calibration", target, "coverage")
         for level in (0.68, 0.9):
             s[f"coverage_{int(level * 100)}_{target}"] = _coverage_at(cov, level)
-    ranking = cmp_.get("ranking") or []
-    if ranking:
-        far = max(ranking, key=lambda r: _num(r.get("mean")))
-        s["farthest_from_hsc"] = far.get("set")
-        s["ood_ranking"] = [r.get("set") for r in sorted(ranking, key=lambda r: -_num(r.get("mean")))]
-    table = cmp_.get("ood_fraction_above_1") or {}
+    ranking = _get(cmp_, "ranking")
+    far = max(ranking, key=lambda r: _num(r["mean"]))
+    s["farthest_from_hsc"] = far["set"]
+    s["ood_ranking"] = [r["set"] for r in sorted(ranking, key=lambda r: -_num(r["mean"]))]
     for dom in DOMAIN_WEIGHTS:
         if dom == "hsc":
             continue
-        s[f"ood_frac_{dom}_vs_hsc"] = _num(_lookup_pair(table, dom, "hsc"))
-        s[f"ood_frac_hsc_vs_{dom}"] = _num(_lookup_pair(table, "hsc", dom))
-    diff = _get(cmp_, "exsitu_difference_observed_minus_sim", "tng100") or {}
-    s["hsc_minus_tng100_exsitu_inferred"] = _num(diff.get("inferred"))
-    s["hsc_minus_tng100_exsitu_truth"] = _num(diff.get("truth"))
+        s[f"ood_frac_{dom}_vs_hsc"] = _num(_get(cmp_, "ood_fraction_above_1", dom, "hsc"))
+        s[f"ood_frac_hsc_vs_{dom}"] = _num(_get(cmp_, "ood_fraction_above_1", "hsc", dom))
+    diff = ("exsitu_difference_observed_minus_sim", "tng100")
+    s["hsc_minus_tng100_exsitu_inferred"] = _num(_get(cmp_, *diff, "inferred"))
+    s["hsc_minus_tng100_exsitu_truth"] = _num(_get(cmp_, *diff, "truth"))
     s["hsc_minus_tng100_exsitu_hidden_truth"] = _hidden_truth_shift(out, cfg)
     s.update(domain_figures(out, cfg))
     s.update(oracle_figures(out, cfg))
@@ -130,29 +156,13 @@ def _hidden_truth_shift(out: str, cfg: RunConfig) -> float:
     return _num(diff["mean_difference"])
 
 
-def _coverage_at(cov: Any, level: float) -> float:
-    if not isinstance(cov, dict):
-        return float("nan")
-    levels = cov.get("levels") or cov.get("nominal")
-    emp = cov.get("empirical") or cov.get("coverage")
-    if not levels or not emp:
-        return float("nan")
-    best = min(range(len(levels)), key=lambda i: abs(float(levels[i]) - level))
-    return _num(emp[best]) if abs(float(levels[best]) - level) < 1e-6 else float("nan")
-
-
-def _lookup_pair(table: Any, a: str, b: str) -> Any:
-    if isinstance(table, dict):
-        for key in (f"{a}-{b}", f"{a}->{b}", f"{a}|{b}"):
-            if key in table:
-                return table[key]
-        if a in table and isinstance(table[a], dict):
-            return table[a].get(b)
-    if isinstance(table, list):
-        for row in table:
-            if row.get("query") == a and row.get("reference") == b:
-                return row.get("fraction_above_1", row.get("fraction"))
-    return None
+def _coverage_at(cov: dict[str, Any], level: float) -> float:
+    """Empirical coverage of the central interval at ``level`` (``calibration.coverage``)."""
+    at = {round(float(lv), 4): c for lv, c in zip(cov["levels"], cov["coverage"], strict=True)}
+    if round(level, 4) not in at:
+        msg = f"coverage has no {level:g} level (levels: {cov['levels']})"
+        raise KeyError(msg)
+    return _num(at[round(level, 4)])
 
 
 def _pct(v: float) -> str:
