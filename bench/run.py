@@ -45,10 +45,12 @@ def _fmt(v: object) -> str:
 
 def table(rows: list[dict]) -> str:
     """Format benchmark rows as a Markdown table."""
-    head = "| benchmark | figure | value | unit | goal | peer/ceiling | ratio |\n|---|---|---|---|---|---|---|\n"
+    head = ("| benchmark | figure | value | unit | goal | peer/ceiling | ratio | how |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     body = "".join(
         f"| {r.get('bench', '')} | {r['figure']} | {_fmt(r.get('value'))} | {r.get('unit', '')} | "
-        f"{r.get('goal', '')} | {_fmt(r.get('peer'))} | {_fmt(r.get('ratio'))} |\n"
+        f"{r.get('goal', '')} | {_fmt(r.get('peer'))} | {_fmt(r.get('ratio'))} | "
+        f"{r.get('how', '')} |\n"
         for r in rows
     )
     return head + body

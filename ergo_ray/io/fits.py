@@ -404,6 +404,12 @@ def _plane(hdu: afits.ImageHDU, dtype: Any, source: str, what: str) -> np.ndarra
     return np.ascontiguousarray(data, dtype=dtype)
 
 
+def _mask_plane(hdu: afits.ImageHDU, source: str) -> np.ndarray:
+    """Return the mask plane in its own integer type (int64 if the file holds floats)."""
+    data = _plane(hdu, None, source, "mask")
+    return data if data.dtype.kind in "iu" else data.astype(np.int64)
+
+
 def _canonical_mask(mask: np.ndarray, header: afits.Header) -> np.ndarray:
     """Re-map mask bits from the file's ``MP_*`` numbering onto :data:`HSC_MASK_PLANES`."""
     values = {k: header[k] for k in list(header.keys()) if k.upper().startswith("MP_")}
@@ -594,7 +600,7 @@ def _hsc_band_planes(
     mask = None
     if mask_hdu is not None:
         mask = _canonical_mask(
-            _plane(mask_hdu, np.int64, source, "mask"), mask_hdu.header
+            _mask_plane(mask_hdu, source), mask_hdu.header
         )
     variance = (
         None if var_hdu is None else _plane(var_hdu, np.float32, source, "variance")
@@ -897,7 +903,7 @@ def _tng_planes(
         mask = None
         if mask_hdu is not None:
             mask = _canonical_mask(
-                _plane(mask_hdu, np.int64, source, "mask"), mask_hdu.header
+                _mask_plane(mask_hdu, source), mask_hdu.header
             )
         var = (
             None

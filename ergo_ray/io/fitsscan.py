@@ -133,16 +133,16 @@ def _header_cards(buf: bytes, pos: int) -> tuple[dict[str, str], int] | None:
         text = block.decode("ascii")
         for i in range(0, _BLOCK, _CARD):
             card = text[i : i + _CARD]
-            if card.startswith("END") and not card[3:].strip():
-                return raw, pos
-            if card.startswith("HIERARCH "):
-                key, eq, value = card[9:].partition("=")
-                if eq:
-                    raw.setdefault(key.strip().upper(), value)
-                continue
+            key = card[:8]
             if card[8:10] == "= ":
-                raw.setdefault(card[:8].rstrip().upper(), card[10:])
-            elif card.startswith("CONTINUE"):
+                raw.setdefault(key.rstrip().upper(), card[10:])
+            elif key == "END     " and not card[8:].strip():
+                return raw, pos
+            elif key == "HIERARCH":
+                name, eq, value = card[9:].partition("=")
+                if eq:
+                    raw.setdefault(name.strip().upper(), value)
+            elif key == "CONTINUE":
                 return None  # long strings: leave them to astropy
 
 

@@ -291,7 +291,10 @@ def read_unit(
     kind = unit["kind"]
     if kind == "shards":
         yield from _read_shard_unit(unit, storage)
+    elif kind in ("tng-fits", "hsc-fits") and st.locate(unit["base"]).scheme == "file":
+        yield from _read_fits_unit(unit, storage, st.read_bytes)
     elif kind in ("tng-fits", "hsc-fits"):
+        # object storage: many small GETs, issued concurrently rather than in turn
         with Prefetcher(_unit_files(unit), storage) as files:
             yield from _read_fits_unit(unit, storage, files.read)
     else:
