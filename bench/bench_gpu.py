@@ -47,9 +47,9 @@ def _device() -> tuple[torch.device, str]:
 
 def catalogue_rows(quick: bool, cuda: bool, name: str) -> list[dict]:
     """End-to-end catalogue vs model-only, ``paper`` model."""
+    import bench_catalog as bc
     import ray
 
-    import bench_catalog as bc
     from ergo_ray.config.loader import load_config
     from ergo_ray.infer.pipeline import CatalogOptions, run_catalog
 
