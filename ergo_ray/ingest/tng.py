@@ -31,7 +31,10 @@ H_TNG = 0.6774
 #: StellarAssembly / MergerHistory mass unit in solar masses.
 MASS_UNIT = 1e10 / H_TNG
 
-_NAME = re.compile(r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?\.fits(?:\.gz)?$")
+_NAME = re.compile(
+    r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?"
+    r"\.fits(?:\.gz|\.fz)?$"
+)
 
 
 @dataclass(frozen=True)
