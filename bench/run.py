@@ -6,9 +6,9 @@ Each ``bench/bench_<name>.py`` exposes ``run(quick: bool) -> list[dict]`` with r
 ``{"figure", "value", "unit", "goal", "peer", "ratio"}``; ``peer`` is the ceiling or reference
 measured in the same run and ``ratio`` is value / peer (or the ratio the goal is stated in).
 ``--quick`` is a smoke run for CI: small sizes, figures not meant for quoting. ``--gpu``
-runs only ``bench_gpu`` (the CUDA path: catalogue end to end vs model-only, NNCLR in Ray
-Train vs plain PyTorch, cINN training; on a machine without CUDA it runs on the CPU as a
-smoke run).
+runs only ``bench_gpu``, the CUDA path (catalogue end to end vs model-only, NNCLR in Ray
+Train vs plain PyTorch, cINN training); ``--quick`` and any run on a CUDA machine include
+it, and without CUDA it runs on the CPU as a smoke run.
 """
 
 from __future__ import annotations
@@ -59,6 +59,14 @@ def table(rows: list[dict]) -> str:
     return head + body
 
 
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print the table; exit 1 if one failed to run."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -69,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     names = [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
+    if args.quick or _has_cuda():
+        names.append("gpu")  # on a CPU only as the smoke run: its figures are the device's
     if args.gpu:
         names = ["gpu"]
     elif args.only:
