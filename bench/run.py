@@ -1,11 +1,14 @@
 """Run every benchmark of the project and print one table.
 
-Usage: ``python bench/run.py [--quick] [--only NAME ...] [--json FILE]``
+Usage: ``python bench/run.py [--quick] [--gpu] [--only NAME ...] [--json FILE]``
 
 Each ``bench/bench_<name>.py`` exposes ``run(quick: bool) -> list[dict]`` with rows
 ``{"figure", "value", "unit", "goal", "peer", "ratio"}``; ``peer`` is the ceiling or reference
 measured in the same run and ``ratio`` is value / peer (or the ratio the goal is stated in).
-``--quick`` is a smoke run for CI: small sizes, figures not meant for quoting.
+``--quick`` is a smoke run for CI: small sizes, figures not meant for quoting. ``--gpu``
+runs only ``bench_gpu``, the CUDA path (catalogue end to end vs model-only, NNCLR in Ray
+Train vs plain PyTorch, cINN training); ``--quick`` and any run on a CUDA machine include
+it, and without CUDA it runs on the CPU as a smoke run.
 """
 
 from __future__ import annotations
@@ -45,24 +48,40 @@ def _fmt(v: object) -> str:
 
 def table(rows: list[dict]) -> str:
     """Format benchmark rows as a Markdown table."""
-    head = "| benchmark | figure | value | unit | goal | peer/ceiling | ratio |\n|---|---|---|---|---|---|---|\n"
+    head = ("| benchmark | figure | value | unit | goal | peer/ceiling | ratio | how |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     body = "".join(
         f"| {r.get('bench', '')} | {r['figure']} | {_fmt(r.get('value'))} | {r.get('unit', '')} | "
-        f"{r.get('goal', '')} | {_fmt(r.get('peer'))} | {_fmt(r.get('ratio'))} |\n"
+        f"{r.get('goal', '')} | {_fmt(r.get('peer'))} | {_fmt(r.get('ratio'))} | "
+        f"{r.get('how', '')} |\n"
         for r in rows
     )
     return head + body
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmarks and print the table; exit 1 if one failed to run."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small smoke run (CI)")
+    p.add_argument("--gpu", action="store_true",
+                   help="run the accelerator benchmark (bench_gpu) only")
     p.add_argument("--only", nargs="*", default=None, help="benchmark names to run")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     names = [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
-    if args.only:
+    if args.quick or _has_cuda():
+        names.append("gpu")  # on a CPU only as the smoke run: its figures are the device's
+    if args.gpu:
+        names = ["gpu"]
+    elif args.only:
         names = [n for n in names if n in args.only]
     rows: list[dict] = []
     failed = []
@@ -78,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"bench": name, **r})
         print(f"# bench_{name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     print(f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"{__import__('os').cpu_count()} cores; quick={args.quick}")
+          f"{__import__('os').cpu_count()} cores; quick={args.quick}; gpu={args.gpu}")
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2, default=str))

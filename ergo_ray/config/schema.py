@@ -229,6 +229,12 @@ class EvaluateConfig(_Section):
     umap_neighbors: int = Field(50, ge=2)
     umap_min_dist: float = Field(0.1, ge=0)
     umap_max_points: int = Field(20000, ge=100)
+    #: UMAP is fitted on at most this many of the embedded points (equal share per set)
+    #: and the rest are placed with ``transform``: the fit's cost grows faster than
+    #: linearly, the transform's linearly.
+    umap_fit_points: int = Field(4000, ge=100)
+    #: Optimisation epochs of the fit (umap-learn's default for large sets: 200).
+    umap_epochs: int = Field(200, ge=10)
     mass_bins: tuple[float, ...] = (9.0, 9.5, 10.0, 10.5, 11.0, 11.5, 12.0)
     #: Torch threads of ``validate`` and ``compare``, which compute in the driver process;
     #: None: every core the process may run on.

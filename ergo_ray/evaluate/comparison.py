@@ -63,7 +63,8 @@ class ComparisonResult:
 
 
 def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float,
-               max_points: int, seed: int = 0) -> dict[str, np.ndarray]:
+               max_points: int, seed: int = 0, fit_points: int | None = None,
+               n_epochs: int | None = None) -> dict[str, np.ndarray]:
     """One UMAP of all sets together (equal subsample per set, standardised features).
 
     Parameters
@@ -78,11 +79,17 @@ def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float
         Total points embedded (split equally between sets).
     seed : int
         Subsampling seed; UMAP's ``random_state`` is 0 as in the method.
+    fit_points : int, optional
+        Fit the map on at most this many of the points (an equal share of each set's
+        points, so every set shapes the map) and place the others with
+        ``UMAP.transform``; None fits on all of them.
+    n_epochs : int, optional
+        Optimisation epochs of the fit (None: umap-learn's default).
 
     Returns
     -------
     dict of str to numpy.ndarray
-        Set name → (n_i, 2) coordinates.
+        Set name → (n_i, 2) coordinates, in the order of the subsample.
     """
     with warnings.catch_warnings():
         # umap-learn warns at import that TensorFlow (ParametricUMAP) is missing; not used.
@@ -98,12 +105,24 @@ def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float
         parts.append(x[idx])
         names.append(name)
     allx = np.concatenate(parts)
-    nn = int(min(n_neighbors, len(allx) - 1))
-    emb = umap.UMAP(n_neighbors=nn, min_dist=min_dist, n_components=2, metric="euclidean",
-                    random_state=0, n_jobs=1).fit_transform(allx)
+    fit = np.ones(len(allx), dtype=bool)
+    if fit_points is not None and len(allx) > fit_points:
+        share = max(2, fit_points // len(parts))
+        fit[:] = False
+        start = 0
+        for p in parts:
+            fit[start + rng.choice(len(p), size=min(share, len(p)), replace=False)] = True
+            start += len(p)
+    nn = int(min(n_neighbors, int(fit.sum()) - 1))
+    model = umap.UMAP(n_neighbors=nn, min_dist=min_dist, n_components=2,
+                      metric="euclidean", random_state=0, n_jobs=1, n_epochs=n_epochs)
+    emb = np.empty((len(allx), 2), np.float64)
+    emb[fit] = model.fit_transform(allx[fit])
+    if not fit.all():
+        emb[~fit] = model.transform(allx[~fit])
     out, start = {}, 0
     for name, p in zip(names, parts, strict=True):
-        out[name] = np.asarray(emb[start:start + len(p)], np.float64)
+        out[name] = emb[start:start + len(p)]
         start += len(p)
     return out
 
@@ -231,9 +250,11 @@ def compare_sets(
     if use_umap:
         ev = cfg.evaluate
         embedding = joint_umap(reps, ev.umap_neighbors, ev.umap_min_dist, ev.umap_max_points,
-                               seed=cfg.seed)
+                               seed=cfg.seed, fit_points=ev.umap_fit_points,
+                               n_epochs=ev.umap_epochs)
         figures["umap_kde.png"] = plots.figure_png(plots.umap_kde_figure(embedding, observed))
         data["umap"] = {"n_neighbors": ev.umap_neighbors, "min_dist": ev.umap_min_dist,
+                        "fit_points": ev.umap_fit_points, "epochs": ev.umap_epochs,
                         "points": {k: len(v) for k, v in embedding.items()}}
     if observed is not None:
         n = int(n_samples or cfg.infer.n_samples)

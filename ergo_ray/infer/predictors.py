@@ -295,6 +295,52 @@ def output_schema(keep_representation: bool, rep_dim: int = 256) -> pa.Schema:
     return pa.schema([f.with_nullable(True) for f in base] + extra)
 
 
+class OodOnDevice:
+    """An :class:`~ergo_ray.infer.ood_score.OodScorer` whose reference set lives on a device.
+
+    Computes exactly what ``OodScorer.score`` computes (standardise in float64, exact
+    k-NN on float32 with ``torch.cdist`` + ``topk``, divide by the nearest reference
+    point's own k-th distance and the held-out norm), from representations that are
+    already on the device, without copying the reference set for every batch.
+
+    Parameters
+    ----------
+    ood : OodScorer
+        The bundle's scorer.
+    device : torch.device
+        Where to keep the reference set.
+    """
+
+    def __init__(self, ood: Any, device: Any) -> None:
+        import torch
+
+        self.ood, self.device = ood, device
+        self.mean = torch.as_tensor(np.asarray(ood.mean, np.float64), device=device)
+        self.scale = torch.as_tensor(np.asarray(ood.scale, np.float64), device=device)
+        ref = np.asarray(ood.reference, np.float64)
+        self.ref = torch.as_tensor(ref, device=device).sub_(self.mean).div_(self.scale).float()
+        self.self_kdist = np.asarray(ood.self_kdist, np.float64)
+
+    def score(self, reps: Any) -> np.ndarray:
+        """Return float64 (N,) OOD scores of (N, D) representations on the device."""
+        import torch
+
+        from ergo_ray.infer.knn import kth_neighbour_distance
+
+        reps = reps.to(self.device, torch.float64)
+        out = np.full(reps.shape[0], np.nan)
+        ok = torch.isfinite(reps).all(dim=1)
+        if not bool(ok.any()):
+            return out
+        q = reps[ok].sub(self.mean).div(self.scale).float()
+        d, nearest = kth_neighbour_distance(q, self.ref, self.ood.k, metric=self.ood.metric,
+                                            device=self.device, return_index=True,
+                                            backend="torch")
+        kd = self.self_kdist[nearest]
+        out[ok.cpu().numpy()] = d / np.maximum(kd, 1e-12) / self.ood.norm
+        return out
+
+
 class PosteriorPredictor:
     """Ray Data actor UDF: representation → posterior samples → summaries → OOD score.
 
@@ -347,6 +393,12 @@ class PosteriorPredictor:
         self.schema = output_schema(self.keep_representation, int(self.bundle.rep_dim))
         self.node_id, self.actor_id = _where()
         self.rows = 0
+        self._ood_dev: OodOnDevice | None = None
+        if self.bundle.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: autotune once
+            self.bundle.encoder.to(memory_format=torch.channels_last)
+            # the OOD reference set stays on the device, not re-sent with every batch
+            self._ood_dev = OodOnDevice(self.bundle.ood, self.bundle.device)
         if actors_url:
             info = {"node_id": self.node_id, "actor_id": self.actor_id, "pid": os.getpid(),
                     "device": str(self.bundle.device), "model_id": self.bundle.model_id,
@@ -415,6 +467,8 @@ class PosteriorPredictor:
                 observed[:, j] = given[c]
         with torch.inference_mode():
             x = to_dev(images).float().div_(255.0)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=torch.float16,
                                 enabled=cuda and self.mixed_precision):
                 reps = b.encoder(x)
@@ -429,8 +483,11 @@ class PosteriorPredictor:
                 c = torch.where(good[sl, None], cond[sl], torch.zeros_like(cond[sl]))
                 samples[sl] = b.transform.inverse(b.cinn.sample(c, z)).float()
             good &= torch.isfinite(samples).all(dim=2).all(dim=1)
+            if self._ood_dev is not None:
+                ood = self._ood_dev.score(reps)
             reps_np = reps.cpu().numpy()
-            ood = np.asarray(b.ood.score(reps_np, device=dev), np.float64)
+            if self._ood_dev is None:
+                ood = np.asarray(b.ood.score(reps_np, device=dev), np.float64)
             samples = b.widen(samples, ood=ood)
             summ = summarize(samples, grid=b.kde_grid, device=dev)
             ok = good.cpu().numpy()

@@ -27,14 +27,14 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ergo_ray.errors import BadObjectError, FitsFormatError
-from ergo_ray.io import storage
+from ergo_ray.io import fitsscan, storage
 from ergo_ray.io.cutout import Cutout
 from ergo_ray.types import (
     PIXEL_SCALE_ARCSEC,
@@ -106,6 +106,7 @@ _TNG_NAME = re.compile(
 FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fits.gz", ".fits.fz")
 _FITS_BLOCK = 2880
 _GZIP_MAGIC = b"\x1f\x8b"
+_T = TypeVar("_T")
 
 
 # --------------------------------------------------------------------------- file names
@@ -310,6 +311,28 @@ def _to_bytes(hdul: afits.HDUList, compress: bool) -> bytes:
     return gzip.compress(data, compresslevel=6, mtime=0) if compress else data
 
 
+def _fits_payload(data: bytes, source: str) -> bytes:
+    """Return the FITS bytes of ``data`` (gunzipped), checked to be whole FITS blocks."""
+    name = storage.redact(source)
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, gzip.BadGzipFile) as err:
+            msg = f"{name}: truncated or corrupt gzip data ({err})"
+            raise FitsFormatError(msg, source) from err
+    if not data.startswith(b"SIMPLE  ="):
+        what = "an empty file" if not data else "no SIMPLE card at the start"
+        msg = f"{name}: not a FITS file ({what})"
+        raise FitsFormatError(msg, source)
+    if len(data) % _FITS_BLOCK:
+        msg = (
+            f"{name}: truncated FITS file ({len(data)} bytes is not a whole number of "
+            f"{_FITS_BLOCK}-byte blocks)"
+        )
+        raise FitsFormatError(msg, source)
+    return data
+
+
 def fits_bytes_open(data: bytes, source: str) -> afits.HDUList:
     """Open FITS bytes (plain or gzip) after checking that they are whole FITS.
 
@@ -330,25 +353,13 @@ def fits_bytes_open(data: bytes, source: str) -> afits.HDUList:
     FitsFormatError
         If the bytes are not FITS, are truncated or cannot be parsed.
     """
+    return _astropy_open(_fits_payload(data, source), source)
+
+
+def _astropy_open(data: bytes, source: str) -> afits.HDUList:
     from astropy.io import fits as afits
 
     name = storage.redact(source)
-    if data[:2] == _GZIP_MAGIC:
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, gzip.BadGzipFile) as err:
-            msg = f"{name}: truncated or corrupt gzip data ({err})"
-            raise FitsFormatError(msg, source) from err
-    if not data.startswith(b"SIMPLE  ="):
-        what = "an empty file" if not data else "no SIMPLE card at the start"
-        msg = f"{name}: not a FITS file ({what})"
-        raise FitsFormatError(msg, source)
-    if len(data) % _FITS_BLOCK:
-        msg = (
-            f"{name}: truncated FITS file ({len(data)} bytes is not a whole number of "
-            f"{_FITS_BLOCK}-byte blocks)"
-        )
-        raise FitsFormatError(msg, source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -367,6 +378,25 @@ def fits_bytes_open(data: bytes, source: str) -> afits.HDUList:
             msg = f"{name}: truncated or corrupt FITS file ({text.splitlines()[0]})"
             raise FitsFormatError(msg, source)
     return hdul
+
+
+def _read_hdus(data: bytes, source: str, read: Callable[[Any, str], _T]) -> _T:
+    """Apply ``read(hdus, source)`` to the file's HDUs, parsed fast where possible.
+
+    Plain uncompressed image files are parsed by :func:`ergo_ray.io.fitsscan.scan`; any
+    other file (tile-compressed, tables, odd headers) and any file ``read`` finds fault
+    with is read again through astropy, so that what is accepted, the pixels and every
+    error message are exactly astropy's.
+    """
+    payload = _fits_payload(data, source)
+    hdus = fitsscan.scan(payload)
+    if hdus is not None:
+        try:
+            return read(hdus, source)
+        except FitsFormatError:
+            pass  # astropy's reading below raises the error with its own wording
+    with _astropy_open(payload, source) as hdul:
+        return read(hdul, source)
 
 
 def _find_hdu(
@@ -393,12 +423,19 @@ def _plane(hdu: afits.ImageHDU, dtype: Any, source: str, what: str) -> np.ndarra
     return np.ascontiguousarray(data, dtype=dtype)
 
 
+def _mask_plane(hdu: afits.ImageHDU, source: str) -> np.ndarray:
+    """Return the mask plane in its own integer type (int64 if the file holds floats)."""
+    data = _plane(hdu, None, source, "mask")
+    return data if data.dtype.kind in "iu" else data.astype(np.int64)
+
+
 def _canonical_mask(mask: np.ndarray, header: afits.Header) -> np.ndarray:
     """Re-map mask bits from the file's ``MP_*`` numbering onto :data:`HSC_MASK_PLANES`."""
+    values = {k: header[k] for k in list(header.keys()) if k.upper().startswith("MP_")}
     planes = {
         k[3:].upper(): int(v)
-        for k, v in header.items()
-        if k.upper().startswith("MP_") and isinstance(v, int | np.integer)
+        for k, v in values.items()
+        if isinstance(v, int | np.integer)
     }
     if not planes or all(HSC_MASK_PLANES.get(n) == b for n, b in planes.items()):
         return mask.astype(np.int32, copy=False)
@@ -570,18 +607,23 @@ def read_hsc_band(
         If the file is not FITS, is truncated, lacks an ``IMAGE`` HDU or has a non-2-D or
         mismatched plane.
     """
-    with fits_bytes_open(data, source) as hdul:
-        image = _plane(_find_hdu(hdul, "IMAGE", source), np.float32, source, "image")
-        mask_hdu = _find_hdu(hdul, "MASK", source, required=False)
-        var_hdu = _find_hdu(hdul, "VARIANCE", source, required=False)
-        mask = None
-        if mask_hdu is not None:
-            mask = _canonical_mask(
-                _plane(mask_hdu, np.int64, source, "mask"), mask_hdu.header
-            )
-        variance = (
-            None if var_hdu is None else _plane(var_hdu, np.float32, source, "variance")
+    return _read_hdus(data, source, _hsc_band_planes)
+
+
+def _hsc_band_planes(
+    hdul: Any, source: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    image = _plane(_find_hdu(hdul, "IMAGE", source), np.float32, source, "image")
+    mask_hdu = _find_hdu(hdul, "MASK", source, required=False)
+    var_hdu = _find_hdu(hdul, "VARIANCE", source, required=False)
+    mask = None
+    if mask_hdu is not None:
+        mask = _canonical_mask(
+            _mask_plane(mask_hdu, source), mask_hdu.header
         )
+    variance = (
+        None if var_hdu is None else _plane(var_hdu, np.float32, source, "variance")
+    )
     for name, arr in (("MASK", mask), ("VARIANCE", variance)):
         if arr is not None and arr.shape != image.shape:
             msg = (
@@ -655,6 +697,7 @@ def read_hsc_cutout(
     band_urls: Mapping[str, str] | Sequence[str],
     storage_cfg: StorageConfig | None = None,
     object_id: str | None = None,
+    read: Callable[[str, StorageConfig | None], bytes] | None = None,
 ) -> Cutout:
     """Read the g, r, i band files of one HSC-SSP cutout into a :class:`Cutout`.
 
@@ -666,6 +709,9 @@ def read_hsc_cutout(
         Storage settings.
     object_id : str, optional
         Named in errors.
+    read : callable, optional
+        ``read(url, storage_cfg) -> bytes`` (default :func:`ergo_ray.io.storage.read_bytes`),
+        e.g. a reader whose files were fetched concurrently.
 
     Returns
     -------
@@ -691,7 +737,8 @@ def read_hsc_cutout(
         msg = f"{who}: missing band file(s) for {', '.join(missing)}"
         raise FitsFormatError(msg, some or None)
     urls = [band_urls[b] for b in RAW_BANDS]
-    planes = [read_hsc_band(storage.read_bytes(u, storage_cfg), u) for u in urls]
+    fetch = storage.read_bytes if read is None else read
+    planes = [read_hsc_band(fetch(u, storage_cfg), u) for u in urls]
     return _assemble(planes, urls, scale=1.0, object_id=object_id)
 
 
@@ -843,38 +890,7 @@ def read_tng_mock_bytes(
     BadObjectError
         A band has no finite pixel.
     """
-    planes = []
-    info: dict[str, float] = {}
-    with fits_bytes_open(data, source) as hdul:
-        for band in RAW_BANDS:
-            ext = f"SUBARU_HSC.{band.upper()}"
-            img_hdu = _find_hdu(hdul, ext, source)
-            image = _plane(img_hdu, np.float64, source, "image")  # type: ignore[arg-type]
-            mask_hdu = _find_hdu(hdul, f"{ext} MASK", source, required=False)
-            var_hdu = _find_hdu(hdul, f"{ext} VARIANCE", source, required=False)
-            mask = None
-            if mask_hdu is not None:
-                mask = _canonical_mask(
-                    _plane(mask_hdu, np.int64, source, "mask"), mask_hdu.header
-                )
-            var = (
-                None
-                if var_hdu is None
-                else _plane(var_hdu, np.float64, source, "variance")
-            )
-            for name, arr in (("MASK", mask), ("VARIANCE", var)):
-                if arr is not None and arr.shape != image.shape:
-                    msg = (
-                        f"{storage.redact(source)}: HDU '{ext} {name}' has shape "
-                        f"{arr.shape}, '{ext}' has {image.shape}"
-                    )
-                    raise FitsFormatError(msg, source)
-            planes.append((image, mask, var))
-            hdr = img_hdu.header  # type: ignore[union-attr]
-            info[f"apmag_{band}"] = _header_float(hdr, "APMAG")
-            if band == RAW_BANDS[0]:
-                for key in ("REDSHIFT", "FOVARC", "KPCARC", "RA", "DEC"):
-                    info[key.lower()] = _header_float(hdr, key)
+    planes, info = _read_hdus(data, source, _tng_planes)
     urls = [source] * 3
     images = [p[0] for p in planes]
     _same_shapes(images, [f"{source}[{b}]" for b in RAW_BANDS], "image")
@@ -890,6 +906,43 @@ def read_tng_mock_bytes(
         ).astype(np.float32)
     cut = validate_cutout(Cutout(image, mask, variance, urls[0]), object_id)
     return cut, info
+
+
+def _tng_planes(
+    hdul: Any, source: str
+) -> tuple[list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]], dict[str, float]]:
+    planes = []
+    info: dict[str, float] = {}
+    for band in RAW_BANDS:
+        ext = f"SUBARU_HSC.{band.upper()}"
+        img_hdu = _find_hdu(hdul, ext, source)
+        image = _plane(img_hdu, np.float64, source, "image")  # type: ignore[arg-type]
+        mask_hdu = _find_hdu(hdul, f"{ext} MASK", source, required=False)
+        var_hdu = _find_hdu(hdul, f"{ext} VARIANCE", source, required=False)
+        mask = None
+        if mask_hdu is not None:
+            mask = _canonical_mask(
+                _mask_plane(mask_hdu, source), mask_hdu.header
+            )
+        var = (
+            None
+            if var_hdu is None
+            else _plane(var_hdu, np.float64, source, "variance")
+        )
+        for name, arr in (("MASK", mask), ("VARIANCE", var)):
+            if arr is not None and arr.shape != image.shape:
+                msg = (
+                    f"{storage.redact(source)}: HDU '{ext} {name}' has shape "
+                    f"{arr.shape}, '{ext}' has {image.shape}"
+                )
+                raise FitsFormatError(msg, source)
+        planes.append((image, mask, var))
+        hdr = img_hdu.header  # type: ignore[union-attr]
+        info[f"apmag_{band}"] = _header_float(hdr, "APMAG")
+        if band == RAW_BANDS[0]:
+            for key in ("REDSHIFT", "FOVARC", "KPCARC", "RA", "DEC"):
+                info[key.lower()] = _header_float(hdr, key)
+    return planes, info
 
 
 def _header_float(hdr: afits.Header, key: str) -> float:
@@ -949,7 +1002,10 @@ def write_tng_mock(
 
 
 def read_tng_mock(
-    url: str, storage_cfg: StorageConfig | None = None, object_id: str | None = None
+    url: str,
+    storage_cfg: StorageConfig | None = None,
+    object_id: str | None = None,
+    read: Callable[[str, StorageConfig | None], bytes] | None = None,
 ) -> tuple[Cutout, dict[str, float]]:
     """Read one TNG-layout mock file from a URL.
 
@@ -961,10 +1017,13 @@ def read_tng_mock(
         Storage settings.
     object_id : str, optional
         Named in errors.
+    read : callable, optional
+        ``read(url, storage_cfg) -> bytes`` (default :func:`ergo_ray.io.storage.read_bytes`).
 
     Returns
     -------
     tuple of (Cutout, dict)
         See :func:`read_tng_mock_bytes`.
     """
-    return read_tng_mock_bytes(storage.read_bytes(url, storage_cfg), url, object_id)
+    fetch = storage.read_bytes if read is None else read
+    return read_tng_mock_bytes(fetch(url, storage_cfg), url, object_id)

@@ -282,7 +282,7 @@ def fit_cinn(
         )
         order = torch.randperm(n, generator=gen).to(dev)
         model.train()
-        tot, cnt = 0.0, 0
+        tot_dev, cnt = torch.zeros((), dtype=torch.float64, device=dev), 0
         for step in range(steps):
             idx = order[step * bs : (step + 1) * bs]
             x = x_tr[idx]
@@ -295,9 +295,9 @@ def fit_cinn(
                 model.trainable_parameters(), config["grad_clip"]
             )
             opt.step()
-            tot += float(loss.detach()) * len(idx)
+            tot_dev += loss.detach().double() * len(idx)  # no per-step device sync
             cnt += len(idx)
-        s, k = red(tot, cnt)
+        s, k = red(float(tot_dev), cnt)
         train_nll = s / max(k, 1)
         if val is not None and len(val[0]):
             vs, vk = red(*_evaluate(model, val[0].to(dev), val[1].to(dev)))

@@ -53,3 +53,19 @@ def test_small_training_set_uses_fallback_holdout():
     assert ref.norm > 0
     with pytest.raises(InputError, match="at least"):
         build_reference(_reps(5, 9), n_reference=32, k=8)
+
+
+@pytest.mark.parametrize("metric", ["l1", "l2"])
+def test_device_resident_scorer_matches_the_bundle_scorer(metric):
+    import torch
+
+    from ergo_ray.infer.predictors import OodOnDevice
+
+    ref = build_reference(_reps(1500, 6), n_reference=600, k=8, metric=metric)
+    q = _reps(300, 7, shift=0.5)
+    q[3, 2] = np.nan
+    dev = OodOnDevice(ref, torch.device("cpu"))  # the catalogue actor's CUDA path, on CPU
+    got = dev.score(torch.as_tensor(q))
+    want = ref.score(q)
+    assert np.isnan(got[3]) and np.isnan(want[3])
+    np.testing.assert_allclose(got, want, rtol=1e-5)
