@@ -769,7 +769,10 @@ def _ray_assigned_gpus() -> float:
     ray = sys.modules.get("ray")  # never import Ray just to ask
     if ray is None or not ray.is_initialized():
         return 0.0
-    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    ctx = ray.get_runtime_context()
+    if ctx.worker.mode != ray.WORKER_MODE:  # a driver holds no resources
+        return 0.0
+    return float(ctx.get_assigned_resources().get("GPU", 0.0))
 
 
 def default_device() -> torch.device:
