@@ -81,8 +81,16 @@ from typing import Any
 
 import numpy as np
 
+from ergo_ray.cosmology import (
+    TNG_SNAPSHOTS,
+    age_gyr,
+    distance_modulus,
+    kpc_per_arcsec,
+    nearest_tng_snapshot,
+    z_at_age,
+)
 from ergo_ray.errors import ConfigError
-from ergo_ray.types import DOMAINS, PIXEL_SCALE_ARCSEC, ZERO_POINT
+from ergo_ray.types import DOMAINS, PIXEL_SCALE_ARCSEC, PSF_FWHM_ARCSEC, ZERO_POINT
 
 __all__ = [
     "DOMAIN_CODES",
@@ -102,32 +110,6 @@ __all__ = [
 DOMAIN_CODES: dict[str, int] = {name: i + 1 for i, name in enumerate(DOMAINS)}
 MASS_MODES: tuple[str, str] = ("balanced", "population")
 
-#: TNG snapshot number → redshift (research §2.5), snapshots 72–91 (z 0.40–0.10).
-TNG_SNAPSHOTS: dict[int, float] = {
-    72: 0.3999,
-    73: 0.3802,
-    74: 0.3607,
-    75: 0.3479,
-    76: 0.3288,
-    77: 0.3101,
-    78: 0.2977,
-    79: 0.2734,
-    80: 0.2613,
-    81: 0.2435,
-    82: 0.2260,
-    83: 0.2144,
-    84: 0.1973,
-    85: 0.1804,
-    86: 0.1693,
-    87: 0.1527,
-    88: 0.1419,
-    89: 0.1258,
-    90: 0.1099,
-    91: 0.0994,
-}
-_SNAP_NUMS = np.array(sorted(TNG_SNAPSHOTS), dtype=np.int64)
-_SNAP_Z = np.array([TNG_SNAPSHOTS[s] for s in _SNAP_NUMS])
-
 # Observed-frame CWW colours through the HSC filters (research §4.1): z → (g−r, r−i).
 _CWW_Z = np.array([0.1, 0.2, 0.3, 0.4])
 _CWW = {
@@ -137,8 +119,6 @@ _CWW = {
     "Im": (np.array([0.24, 0.40, 0.54, 0.63]), np.array([0.19, 0.13, 0.10, 0.20])),
 }
 
-#: Mean PSF FWHM per band, arcsec (HSC PDR3 Wide, research §1.6).
-PSF_FWHM: dict[str, float] = {"g": 0.79, "r": 0.75, "i": 0.61}
 #: Sky noise per pixel per band, ZP-27 units (research §1.6).
 SKY_SIGMA: dict[str, float] = {"g": 0.037, "r": 0.054, "i": 0.069}
 
@@ -151,66 +131,24 @@ _RE_MIN_ARCSEC = 0.12
 _HALO_CAP_ARCSEC = 2.4
 
 
-# --------------------------------------------------------------------------------------------
-# Cosmology (TNG: flat ΛCDM, H0 = 67.74, Ωm = 0.3089), closed forms and one small table.
-# --------------------------------------------------------------------------------------------
-_H0 = 67.74
-_OM = 0.3089
-_OL = 1.0 - _OM
-_C_KMS = 299792.458
-_HUBBLE_GYR = 977.792 / _H0  # 1/H0 in Gyr
-
-
-def _age_gyr(z: np.ndarray | float) -> np.ndarray:
-    """Cosmic age at redshift ``z`` in Gyr (flat ΛCDM without radiation)."""
-    a = 1.0 / (1.0 + np.asarray(z, dtype=float))
-    return (
-        2.0
-        / (3.0 * math.sqrt(_OL))
-        * _HUBBLE_GYR
-        * np.arcsinh(math.sqrt(_OL / _OM) * a**1.5)
-    )
-
-
-def _z_at_age(t_gyr: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`_age_gyr`."""
-    t = np.asarray(t_gyr, dtype=float)
-    a = (_OM / _OL) ** (1 / 3) * np.sinh(1.5 * math.sqrt(_OL) * t / _HUBBLE_GYR) ** (
-        2 / 3
-    )
-    return 1.0 / a - 1.0
-
-
-@lru_cache(maxsize=1)
-def _distance_table() -> tuple[np.ndarray, np.ndarray]:
-    z = np.linspace(0.0, 1.0, 2001)
-    inv_e = 1.0 / np.sqrt(_OM * (1 + z) ** 3 + _OL)
-    dc = np.concatenate([[0.0], np.cumsum(0.5 * (inv_e[1:] + inv_e[:-1]) * np.diff(z))])
-    return z, dc * _C_KMS / _H0  # comoving distance, Mpc
-
-
 def cosmology(z: float) -> dict[str, float]:
-    """Return distances at redshift ``z`` in the TNG cosmology.
+    """Return distances at redshift ``z`` in the TNG cosmology (:mod:`ergo_ray.cosmology`).
 
     Parameters
     ----------
     z : float
-        Redshift in [0, 1].
+        Redshift in (0, 1].
 
     Returns
     -------
     dict
         ``kpc_per_arcsec``, ``dist_mod`` (mag), ``age_gyr`` and ``lookback_gyr``.
     """
-    zt, dc = _distance_table()
-    d_c = float(np.interp(z, zt, dc))
-    d_a = d_c / (1 + z)
-    d_l = d_c * (1 + z)
     return {
-        "kpc_per_arcsec": d_a * 1e3 * math.pi / (180 * 3600),
-        "dist_mod": 5 * math.log10(max(d_l, 1e-6) * 1e6 / 10),
-        "age_gyr": float(_age_gyr(z)),
-        "lookback_gyr": float(_age_gyr(0.0) - _age_gyr(z)),
+        "kpc_per_arcsec": float(kpc_per_arcsec(z)),
+        "dist_mod": float(distance_modulus(z)),
+        "age_gyr": float(age_gyr(z)),
+        "lookback_gyr": float(age_gyr(0.0) - age_gyr(z)),
     }
 
 
@@ -831,7 +769,7 @@ class Galaxy:
 
         # PSF, noise
         fwhm = tuple(
-            float(PSF_FWHM[b] * np.clip(1 + rng.normal(0, shift.psf_scatter), 0.6, 1.8))
+            float(PSF_FWHM_ARCSEC[b] * np.clip(1 + rng.normal(0, shift.psf_scatter), 0.6, 1.8))
             for b in ("g", "r", "i")
         )
         e = rng.normal(0, 0.015, 2)
@@ -982,7 +920,7 @@ def draw_galaxy(
 
     # 1. redshift (snapped to the TNG snapshot grid for simulations)
     z = float(rng.uniform(0.1, 0.4))
-    snap = int(_SNAP_NUMS[np.argmin(np.abs(_SNAP_Z - z))])
+    snap = nearest_tng_snapshot(z)
     if shift.snap_redshift:
         z = TNG_SNAPSHOTS[snap]
     cosmo = cosmology(z)
@@ -1004,9 +942,9 @@ def draw_galaxy(
 
     # 5. merger history: inhomogeneous Poisson process in lookback time, rate tied to f_ex
     boost = (f_ex / f_med) ** 0.5
-    t_max = float(_age_gyr(z) - _age_gyr(3.0))
+    t_max = float(age_gyr(z) - age_gyr(3.0))
     tau = np.linspace(0.0, t_max, 96)
-    rate = major_merger_rate(log_m, _z_at_age(_age_gyr(z) - tau)) * boost
+    rate = major_merger_rate(log_m, z_at_age(age_gyr(z) - tau)) * boost
     cum = np.concatenate(
         [[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * np.diff(tau))]
     )
