@@ -44,16 +44,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     from ergo_ray.runtime import ensure_ray
 
     ensure_ray(cfg)
-    argv = [
-        "embed",
-        "--model",
-        storage.redact(args.model),
-        "--in",
-        storage.redact(args.input),
-        "--out",
-        storage.redact(args.out),
-    ]
-    provenance.write(args.out, cfg, "embed", argv)
+    provenance.write(args.out, cfg, "embed", args.argv)
     n, model_id = embed_set(
         args.model, args.input, args.out, cfg, gpus_per_actor=args.gpus_per_actor
     )

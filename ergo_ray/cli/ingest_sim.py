@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
                             out=args.out, min_log_mstar=args.min_log_mstar, snap_min=lo, snap_max=hi)
     ensure_ray(cfg)
     totals = run_ingest_sim(opts, cfg.storage)
-    provenance.write(args.out, cfg, "ingest-sim")
+    provenance.write(args.out, cfg, "ingest-sim", args.argv)
     log.info("ingest-sim: %d images in the catalogue, %d in errors/, %d below log M* %.1f",
              totals["rows"], totals["errors"], totals["selected_out"], args.min_log_mstar)
     return 0
