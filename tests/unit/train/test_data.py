@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ergo_ray.errors import ConfigError, InputError
+from ergo_ray.mock.toy import write_toy_prepared_shards
 from ergo_ray.train.data import (
     batch_images,
     discover_inputs,
@@ -13,7 +14,6 @@ from ergo_ray.train.data import (
     mix_factors,
     read_split,
     split_counts,
-    write_toy_prepared_shards,
 )
 
 
