@@ -33,7 +33,8 @@ from ergo_ray.mock.noise import (
     correlated_noise,
     detection_mask,
 )
-from ergo_ray.mock.population import Component, Galaxy, View, draw_galaxy
+from ergo_ray.mock.components import Component, View
+from ergo_ray.mock.population import Galaxy, draw_galaxy
 from ergo_ray.types import PIXEL_SCALE_ARCSEC
 
 __all__ = ["Rendered", "mock_object", "render_view"]
