@@ -26,6 +26,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -254,13 +255,60 @@ def train_cinn(
 
     files = [f for p in inputs for f in p.files]
     table = _embed(cfg, files, enc_file, sha, size, out_url, gpu)
+    data = _training_data(table, cfg, source=str(data_urls[0]))
+    transform = TargetTransform.fit(data.y[data.rows["train"]], cfg.cinn.exsitu_transform)
+    ystd = np.asarray(transform.forward(data.y), np.float32)
+    jobs = [_cinn_job(cfg, data, ystd)]
+    base = _baseline_job(cfg, data, ystd, source=str(data_urls[0])) if baseline else None
+    if base is not None:
+        jobs.append(base.job)
+    trained = run_training(out_url, jobs, scaling_config(cfg, workers, gpu), storage)
+
+    metrics, weights = _test_and_weights(cfg, trained, transform, data, base)
+    files_out = {"encoder.pt": enc_bytes, **weights}
+
+    ood = _ood_reference(cfg, data)
+    metrics["ood"] = {
+        "n_reference": len(ood.reference),
+        "k": ood.k,
+        "metric": ood.metric,
+        "norm": ood.norm,
+    }
+    files_out.update(
+        bundle_files(
+            transform=transform,
+            run_cfg=run_cfg,
+            ood=ood,
+            metrics=metrics,
+            input_size=size,
+            rep_dim=rep_dim,
+            observables=cfg.cinn.observables,
+            baseline_scaler=base.scaler if base is not None else None,
+        )
+    )
+    return bd.write_bundle(out_url, files_out, storage)
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The embedded rows of the simulated domains, ready for the cINN."""
+
+    reps: np.ndarray          # (N, D) representations
+    cond: np.ndarray          # (N, D + len(observables)) condition
+    y: np.ndarray             # (N, 3) encoded truth
+    log_mstar: np.ndarray     # (N,)
+    redshift: np.ndarray      # (N,)
+    rows: dict[str, np.ndarray]  # usable row indices of train, val, test
+
+
+def _training_data(table: pa.Table, cfg: RunConfig, source: str) -> _TrainingData:
+    """Build the condition and the targets, and the usable rows of each split."""
     if table.num_rows == 0:
         msg = f"no rows of domains {list(cfg.cinn.domains)} in the inputs"
-        raise InputError(msg, source=str(data_urls[0]))
+        raise InputError(msg, source=source)
     reps = representation_matrix(table)
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     y, usable = encode_truth(*(_column(table, c) for c in TRUTH_COLUMNS))
-    lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
     observables = cfg.cinn.observables
     absent = [c for c in observables if c not in table.column_names]
     if absent:
@@ -268,7 +316,7 @@ def train_cinn(
             f"the inputs have no {', '.join(absent)} column, which cinn.observables "
             f"{list(observables)} conditions the cINN on"
         )
-        raise InputError(msg, source=str(data_urls[0]))
+        raise InputError(msg, source=source)
     cond = np.concatenate(
         [reps, *(_column(table, c)[:, None] for c in observables)], axis=1
     )
@@ -285,100 +333,102 @@ def train_cinn(
     )
     if len(rows["train"]) < 2:
         msg = f"too few usable training rows for the cINN ({len(rows['train'])})"
-        raise InputError(msg, source=str(data_urls[0]))
+        raise InputError(msg, source=source)
+    return _TrainingData(reps, cond, y, _column(table, "log_mstar"),
+                         _column(table, "redshift"), rows)
 
-    transform = TargetTransform.fit(y[rows["train"]], cfg.cinn.exsitu_transform)
-    ystd = np.asarray(transform.forward(y), np.float32)
-    scaling = scaling_config(cfg, workers, gpu)
-    tr, va, te = rows["train"], rows["val"], rows["test"]
 
-    arch = CinnArch.from_config(cfg.cinn, cond.shape[1], init_seed=cfg.seed)
-    cond_scaler = Standardizer.fit(cond[tr])
-    jobs = [
-        TrainJob(
-            "cinn",
-            ystd[tr],
-            cond[tr],
-            ystd[va],
-            cond[va],
-            loop_config(cfg, arch, cfg.seed, (cond_scaler.mean, cond_scaler.scale)),
-        )
-    ]
-    base_scaler = None
-    if baseline:
-        base_cond = np.stack([lm, zz], axis=1)
-        ok_b = np.isfinite(base_cond).all(axis=1)
-        tr_b, va_b, te_b = (r[ok_b[r]] for r in (tr, va, te))
-        if len(tr_b) < 2:
-            msg = "too few training rows with log_mstar and redshift for the baseline"
-            raise InputError(msg, source=str(data_urls[0]))
-        base_scaler = Standardizer.fit(base_cond[tr_b])
-        cstd = np.asarray(
-            base_scaler.forward(np.where(ok_b[:, None], base_cond, 0.0)), np.float32
-        )
-        arch_b = CinnArch.from_config(
-            cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed
-        )
-        jobs.append(
-            TrainJob(
-                "baseline",
-                ystd[tr_b],
-                cstd[tr_b],
-                ystd[va_b],
-                cstd[va_b],
-                loop_config(cfg, arch_b, cfg.seed),
-            )
-        )
-    trained = run_training(out_url, jobs, scaling, storage)
+def _cinn_job(cfg: RunConfig, data: _TrainingData, ystd: np.ndarray) -> TrainJob:
+    """Return the job of the cINN conditioned on the representation (and the observables)."""
+    tr, va = data.rows["train"], data.rows["val"]
+    arch = CinnArch.from_config(cfg.cinn, data.cond.shape[1], init_seed=cfg.seed)
+    cond_scaler = Standardizer.fit(data.cond[tr])
+    return TrainJob(
+        "cinn",
+        ystd[tr],
+        data.cond[tr],
+        ystd[va],
+        data.cond[va],
+        loop_config(cfg, arch, cfg.seed, (cond_scaler.mean, cond_scaler.scale)),
+    )
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    job: TrainJob
+    scaler: Standardizer
+    cond: np.ndarray       # (N, 2) standardised (log M*, z); 0 where either is missing
+    test_rows: np.ndarray
+
+
+def _baseline_job(
+    cfg: RunConfig, data: _TrainingData, ystd: np.ndarray, source: str
+) -> _Baseline:
+    """Return the job of the same network conditioned on the standardised (log M*, z) only."""
+    base_cond = np.stack([data.log_mstar, data.redshift], axis=1)
+    ok_b = np.isfinite(base_cond).all(axis=1)
+    tr_b, va_b, te_b = (r[ok_b[r]] for r in (data.rows[s] for s in ("train", "val", "test")))
+    if len(tr_b) < 2:
+        msg = "too few training rows with log_mstar and redshift for the baseline"
+        raise InputError(msg, source=source)
+    base_scaler = Standardizer.fit(base_cond[tr_b])
+    cstd = np.asarray(
+        base_scaler.forward(np.where(ok_b[:, None], base_cond, 0.0)), np.float32
+    )
+    arch_b = CinnArch.from_config(cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed)
+    job = TrainJob(
+        "baseline",
+        ystd[tr_b],
+        cstd[tr_b],
+        ystd[va_b],
+        cstd[va_b],
+        loop_config(cfg, arch_b, cfg.seed),
+    )
+    return _Baseline(job, base_scaler, cstd, te_b)
+
+
+def _test_and_weights(
+    cfg: RunConfig,
+    trained: dict[str, tuple[ConditionalINN, dict[str, Any]]],
+    transform: TargetTransform,
+    data: _TrainingData,
+    base: _Baseline | None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Return the metrics on the test split and the weight files of the trained networks."""
+    te = data.rows["test"]
     model, hist = trained["cinn"]
     metrics: dict[str, Any] = {
-        "n_rows": {k: len(v) for k, v in rows.items()},
+        "n_rows": {k: len(v) for k, v in data.rows.items()},
         "domains": list(cfg.cinn.domains),
         "training": _training_summary(hist, with_history=True),
-        "test": _evaluate(model, transform, cond[te], y[te], lm[te], cfg),
+        "test": _evaluate(model, transform, data.cond[te], data.y[te], data.log_mstar[te], cfg),
     }
-    files_out: dict[str, bytes] = {
-        "encoder.pt": enc_bytes,
-        "cinn.pt": bd.torch_bytes(model.payload()),
-    }
-    if baseline:
+    files_out: dict[str, bytes] = {"cinn.pt": bd.torch_bytes(model.payload())}
+    if base is not None:
         bmodel, bhist = trained["baseline"]
+        te_b = base.test_rows
         metrics["baseline"] = {
             "inputs": list(BASELINE_INPUTS),
             "training": _training_summary(bhist, with_history=False),
-            "test": _evaluate(bmodel, transform, cstd[te_b], y[te_b], lm[te_b], cfg),
+            "test": _evaluate(bmodel, transform, base.cond[te_b], data.y[te_b],
+                              data.log_mstar[te_b], cfg),
         }
         files_out["baseline.pt"] = bd.torch_bytes(bmodel.payload())
+    return metrics, files_out
 
-    ood = build_reference(
-        reps[tr],
+
+def _ood_reference(cfg: RunConfig, data: _TrainingData) -> OodReference:
+    """Draw the OOD reference set from the training representations and calibrate it."""
+    return build_reference(
+        data.reps[data.rows["train"]],
         n_reference=cfg.cinn.n_ood_reference,
         k=cfg.ood.k,
         metric=cfg.ood.metric,
         quantile=cfg.ood.quantile,
         seed=cfg.ood.seed,
         max_holdout=cfg.ood.max_per_set,
-        fallback_holdout=reps[va],
+        fallback_holdout=data.reps[data.rows["val"]],
     )
-    metrics["ood"] = {
-        "n_reference": len(ood.reference),
-        "k": ood.k,
-        "metric": ood.metric,
-        "norm": ood.norm,
-    }
-    files_out.update(
-        bundle_files(
-            transform=transform,
-            run_cfg=run_cfg,
-            ood=ood,
-            metrics=metrics,
-            input_size=size,
-            rep_dim=rep_dim,
-            observables=observables,
-            baseline_scaler=base_scaler,
-        )
-    )
-    return bd.write_bundle(out_url, files_out, storage)
 
 
 
