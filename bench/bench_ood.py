@@ -27,7 +27,7 @@ import torch
 from scipy.spatial import cKDTree
 
 from ergo_ray.evaluate.ood import ood_scores
-from ergo_ray.infer.knn import kth_neighbour_distance
+from ergo_ray.shared.knn import kth_neighbour_distance
 
 K = 8
 

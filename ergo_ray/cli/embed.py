@@ -40,8 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Embed the set; return the exit status."""
     from ergo_ray import provenance
-    from ergo_ray.infer.embedding import embed_set
     from ergo_ray.runtime import ensure_ray
+    from ergo_ray.shared.embedding import embed_set
 
     ensure_ray(cfg)
     provenance.write(args.out, cfg, "embed", args.argv)

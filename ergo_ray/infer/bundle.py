@@ -43,11 +43,11 @@ import yaml
 
 from ergo_ray import __version__
 from ergo_ray.errors import BadObjectError, CheckpointError, InputError, StorageError
-from ergo_ray.infer.ood_score import OodReference
-from ergo_ray.infer.summaries import summarize as _summarize
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform
+from ergo_ray.shared.ood_score import OodReference
+from ergo_ray.shared.summaries import summarize as _summarize
 from ergo_ray.types import CINN_OBSERVABLES
 
 if TYPE_CHECKING:

@@ -381,8 +381,8 @@ class PosteriorPredictor:
         """
         import torch
 
-        from ergo_ray.infer.summaries import summarize
         from ergo_ray.models.cinn import latent_noise, object_seeds
+        from ergo_ray.shared.summaries import summarize
 
         b = self.bundle
         dev = b.device

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ergo_ray.io.cutout import Cutout
+from ergo_ray.mock.components import Component, View
 from ergo_ray.mock.noise import (
     DETECTED_BIT,
     GAIN_E_PER_UNIT,
@@ -33,7 +34,6 @@ from ergo_ray.mock.noise import (
     correlated_noise,
     detection_mask,
 )
-from ergo_ray.mock.components import Component, View
 from ergo_ray.mock.population import Galaxy, draw_galaxy
 from ergo_ray.types import PIXEL_SCALE_ARCSEC
 

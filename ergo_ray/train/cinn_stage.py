@@ -5,7 +5,7 @@ Steps:
 1. find the prepared inputs that carry truth (``true_*`` columns) and check the frozen
    encoder fits their stamps;
 2. embed their train/val/test rows of the simulated domains (``cfg.cinn.domains``) with
-   the encoder, as a Ray Data job (:mod:`ergo_ray.infer.embedding`); the representations
+   the encoder, as a Ray Data job (:mod:`ergo_ray.shared.embedding`); the representations
    are kept under ``OUT/_work/embeddings`` and reused by a re-run with the same encoder
    and inputs;
 3. fit the target transform on the training split and train the cINN, conditioned on the
@@ -13,7 +13,7 @@ Steps:
    (:mod:`ergo_ray.train.cinn_loop`; checkpoints in ``OUT/_train/cinn``, resumed by a
    re-run); with ``baseline=True`` the same run then trains the same network conditioned
    on the standardised (log M*, z) only;
-4. draw the OOD reference set and calibrate its score (:mod:`ergo_ray.infer.ood_score`);
+4. draw the OOD reference set and calibrate its score (:mod:`ergo_ray.shared.ood_score`);
 5. measure calibration and accuracy on the test split
    (:mod:`ergo_ray.train.cinn_calibration`);
 6. write the bundle (:mod:`ergo_ray.infer.bundle`).
@@ -34,17 +34,17 @@ import pyarrow as pa
 
 from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
 from ergo_ray.infer import bundle as bd
-from ergo_ray.infer.embedding import (
+from ergo_ray.io import storage as st
+from ergo_ray.io.schemas import TRUTH_COLUMNS
+from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
+from ergo_ray.shared.embedding import (
     embed_dataset,
     read_representations,
     representation_matrix,
     write_filesystem,
 )
-from ergo_ray.infer.ood_score import OodReference, build_reference
-from ergo_ray.io import storage as st
-from ergo_ray.io.schemas import TRUTH_COLUMNS
-from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
-from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
+from ergo_ray.shared.ood_score import OodReference, build_reference
 from ergo_ray.train.cinn_calibration import latent_normality, posterior_metrics
 from ergo_ray.train.cinn_loop import TrainJob, loop_config, run_training
 

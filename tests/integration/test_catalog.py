@@ -38,10 +38,10 @@ def write_random_bundle(url: str, cfg, storage_cfg=None, seed: int = 0) -> str:
 
     from ergo_ray import __version__
     from ergo_ray.infer.bundle import npy_bytes, torch_bytes, write_bundle
-    from ergo_ray.infer.ood_score import build_reference
     from ergo_ray.models.cinn import CinnArch, ConditionalINN
     from ergo_ray.models.encoder import build_encoder
     from ergo_ray.models.targets import TargetTransform
+    from ergo_ray.shared.ood_score import build_reference
 
     torch.manual_seed(seed)
     size, rep = cfg.preprocess.size, cfg.clr.rep_dim

@@ -31,9 +31,9 @@ def inputs(tmp_path_factory):
     """Toy prepared shards (tng100, tng50 with truth; hsc without) and an NNCLR encoder."""
     import torch
 
+    from ergo_ray.mock.toy import write_toy_prepared_shards
     from ergo_ray.models.encoder import build_encoder
     from ergo_ray.train.checkpoint import export_encoder
-    from ergo_ray.mock.toy import write_toy_prepared_shards
 
     tmp = tmp_path_factory.mktemp("cinn")
     cfg = load_config("ci")

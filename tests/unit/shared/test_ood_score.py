@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ergo_ray.errors import InputError
-from ergo_ray.infer.ood_score import OodReference, build_reference
+from ergo_ray.shared.ood_score import OodReference, build_reference
 
 
 def _reps(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
