@@ -33,11 +33,11 @@ import numpy as np
 import pyarrow as pa
 
 from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
-from ergo_ray.infer import bundle as bd
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
+from ergo_ray.shared import bundle_format as bd
 from ergo_ray.shared.embedding import (
     embed_dataset,
     read_representations,

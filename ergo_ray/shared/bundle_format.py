@@ -1,0 +1,245 @@
+"""The model-bundle file format: what ``train-cinn`` writes and every reader verifies.
+
+A bundle holds everything ``catalog``, ``embed``, ``validate`` and ``compare`` need.
+
+A bundle is one folder (local, ``file://`` or ``s3://``) holding
+
+``encoder.pt``
+    the frozen NNCLR encoder, exactly as ``train-nnclr`` exported it
+    (:func:`ergo_ray.train.checkpoint.export_encoder`);
+``cinn.pt``
+    the conditional INN: ``{"arch": CinnArch, "state_dict"}`` (:mod:`ergo_ray.models.cinn`);
+``baseline.pt`` (optional)
+    the same cINN conditioned on the standardised (log M*, z) only;
+``transforms.json``
+    target transform and scaler, baseline condition scaler, OOD calibration, input size,
+    preprocessing settings;
+``config.yaml``
+    the resolved configuration of the run (its ``preprocess`` section is the one the
+    training shards were prepared with);
+``reference.npy``, ``reference_kdist.npy``
+    the OOD reference representations (raw, float32 (M, 256)) and their k-th neighbour
+    distances;
+``metrics.json``
+    calibration and accuracy on the test split;
+``manifest.json``
+    the sha256 of every other file and ``model_id``, a hash of those digests.
+
+Everything is plain data: weights load with ``torch.load(weights_only=True)``, and every
+file is checked against the manifest before use, so a modified file is refused with a
+:class:`~ergo_ray.errors.CheckpointError` naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ergo_ray import __version__
+from ergo_ray.errors import CheckpointError, StorageError
+from ergo_ray.io import storage as st
+
+if TYPE_CHECKING:
+    from ergo_ray.config.schema import RunConfig, StorageConfig
+
+log = logging.getLogger("ergo_ray")
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "MANIFEST",
+    "OPTIONAL_FILES",
+    "REQUIRED_FILES",
+    "bundle_config",
+    "load_npy",
+    "load_torch",
+    "npy_bytes",
+    "read_verified",
+    "torch_bytes",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT = 1
+MANIFEST = "manifest.json"
+REQUIRED_FILES: tuple[str, ...] = (
+    "encoder.pt",
+    "cinn.pt",
+    "transforms.json",
+    "config.yaml",
+    "reference.npy",
+    "reference_kdist.npy",
+    "metrics.json",
+)
+OPTIONAL_FILES: tuple[str, ...] = ("baseline.pt",)
+
+
+def torch_bytes(obj: Any) -> bytes:
+    """``torch.save`` a plain dict of tensors and scalars to bytes."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """Serialise an array as ``.npy`` bytes (no pickle)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def load_torch(data: bytes, name: str, device: torch.device | str = "cpu") -> Any:
+    """``torch.load`` bytes with ``weights_only=True``; a failure names the file."""
+    try:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
+    except Exception as err:
+        msg = f"{name}: cannot load weights safely (weights_only=True): {err}"
+        raise CheckpointError(msg) from err
+
+
+def load_npy(data: bytes, name: str) -> np.ndarray:
+    """Load ``.npy`` bytes without pickle; a failure names the file."""
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as err:
+        msg = f"{name}: not a valid .npy array: {err}"
+        raise CheckpointError(msg) from err
+
+
+def _model_id(digests: Mapping[str, str]) -> str:
+    canon = json.dumps(dict(sorted(digests.items())), separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+
+def write_bundle(
+    url: str, files: Mapping[str, bytes], storage: StorageConfig | None = None
+) -> str:
+    """Write the bundle's files, then its manifest (last, so a bundle is complete or absent).
+
+    Parameters
+    ----------
+    url : str
+        Bundle folder.
+    files : mapping of str to bytes
+        File name → content; must include every name in :data:`REQUIRED_FILES`.
+    storage : StorageConfig, optional
+        Storage settings.
+
+    Returns
+    -------
+    str
+        The ``model_id``.
+    """
+    missing = [f for f in REQUIRED_FILES if f not in files]
+    if missing:
+        msg = f"cannot write bundle {st.redact(url)}: missing {missing}"
+        raise CheckpointError(msg)
+    # An old manifest must not vouch for a half-written new bundle.
+    st.remove(st.join(url, MANIFEST), storage)
+    digests: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    for name, data in files.items():
+        st.write_bytes(st.join(url, name), data, storage)
+        digests[name] = hashlib.sha256(data).hexdigest()
+        sizes[name] = len(data)
+    model_id = _model_id(digests)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "model_id": model_id,
+        "ergo_ray_version": __version__,
+        "files": {
+            n: {"sha256": digests[n], "bytes": sizes[n]} for n in sorted(digests)
+        },
+    }
+    st.write_bytes(
+        st.join(url, MANIFEST), json.dumps(manifest, indent=2).encode(), storage
+    )
+    log.info("model bundle %s written to %s", model_id, st.redact(url))
+    return model_id
+
+
+def read_verified(
+    url: str, storage: StorageConfig | None = None, names: tuple[str, ...] | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Read a bundle's manifest and files, checking every sha256.
+
+    Parameters
+    ----------
+    url : str
+        Bundle folder.
+    storage : StorageConfig, optional
+        Storage settings.
+    names : tuple of str, optional
+        Read only these files (default: every file in the manifest).
+
+    Returns
+    -------
+    manifest : dict
+        The parsed manifest.
+    files : dict of str to bytes
+        Verified file contents.
+
+    Raises
+    ------
+    CheckpointError
+        If the manifest is missing or malformed, a file is missing, or a digest differs.
+    """
+    where = st.redact(url)
+    try:
+        raw = st.read_bytes(st.join(url, MANIFEST), storage)
+    except StorageError as err:
+        msg = f"{where}: not a model bundle (no readable {MANIFEST}): {err}"
+        raise CheckpointError(msg) from err
+    try:
+        manifest = json.loads(raw)
+        entries = {n: e["sha256"] for n, e in manifest["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        msg = f"{where}/{MANIFEST}: malformed manifest: {err}"
+        raise CheckpointError(msg) from err
+    if manifest.get("format") != BUNDLE_FORMAT:
+        msg = (
+            f"{where}: bundle format {manifest.get('format')!r} is not supported "
+            f"(this version reads format {BUNDLE_FORMAT})"
+        )
+        raise CheckpointError(msg)
+    missing = [f for f in REQUIRED_FILES if f not in entries]
+    if missing:
+        msg = f"{where}: the manifest lacks required files {missing}"
+        raise CheckpointError(msg)
+    if _model_id(entries) != manifest.get("model_id"):
+        msg = (
+            f"{where}/{MANIFEST}: model_id does not match the file digests; the manifest "
+            f"was modified"
+        )
+        raise CheckpointError(msg)
+    out: dict[str, bytes] = {}
+    for name in names or tuple(entries):
+        if name not in entries:
+            continue
+        try:
+            data = st.read_bytes(st.join(url, name), storage)
+        except StorageError as err:
+            msg = f"{where}: bundle file {name} is missing or unreadable: {err}"
+            raise CheckpointError(msg) from err
+        got = hashlib.sha256(data).hexdigest()
+        if got != entries[name]:
+            msg = (
+                f"{where}/{name}: sha256 {got[:12]}… does not match the manifest "
+                f"({entries[name][:12]}…); the file was modified or corrupted — refusing "
+                f"to load this bundle"
+            )
+            raise CheckpointError(msg)
+        out[name] = data
+    return manifest, out
+
+
+def bundle_config(cfg: RunConfig) -> str:
+    """Return the resolved configuration as stored in ``config.yaml``."""
+    from ergo_ray.config.loader import resolved_yaml
+
+    return resolved_yaml(cfg)
