@@ -291,8 +291,8 @@ def embed_set(
     import pyarrow.parquet as pq
 
     from ergo_ray.errors import InputError
+    from ergo_ray.io.prepared import discover_inputs
     from ergo_ray.shared.bundle_format import read_verified
-    from ergo_ray.train.data import discover_inputs
 
     storage = cfg.storage
     manifest, files = read_verified(

@@ -220,9 +220,9 @@ def train_cinn(
     CheckpointError
         If the encoder does not fit the inputs.
     """
+    from ergo_ray.io.prepared import discover_inputs
     from ergo_ray.runtime import scaling_config
     from ergo_ray.train.checkpoint import load_encoder
-    from ergo_ray.train.data import discover_inputs
 
     storage = cfg.storage
     gpu = cfg.cluster.use_gpu if use_gpu is None else use_gpu

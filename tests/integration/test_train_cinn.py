@@ -166,7 +166,8 @@ def test_train_cinn_bundle_on_s3(
         table.column_names
     )
     assert "image" not in table.column_names
-    from ergo_ray.train.data import discover_inputs, read_split
+    from ergo_ray.io.prepared import discover_inputs
+    from ergo_ray.train.data import read_split
 
     (inp,) = discover_inputs([data[0]])
     test = read_split([inp], split="test", columns=("image", "object_id"))

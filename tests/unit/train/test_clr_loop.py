@@ -8,6 +8,7 @@ import torch
 
 from ergo_ray.config.loader import load_config
 from ergo_ray.errors import CheckpointError
+from ergo_ray.io.prepared import discover_inputs
 from ergo_ray.mock.toy import write_toy_prepared_shards
 from ergo_ray.preprocess.augment import augment_batch as _augment_batch
 from ergo_ray.train import checkpoint as ckpt
@@ -17,7 +18,7 @@ from ergo_ray.train.clr_loop import (
     loop_config,
     train_local,
 )
-from ergo_ray.train.data import discover_inputs, read_split
+from ergo_ray.train.data import read_split
 
 
 @pytest.fixture(scope="module")
