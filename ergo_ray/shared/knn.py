@@ -7,12 +7,49 @@ the k smallest with ``topk``: no Python loop over points, memory bounded by the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 import torch
 
 Metric = Literal["l1", "l2"]
+
+__all__ = ["Metric", "knn_blocks", "kth_neighbour_distance"]
+
+
+def knn_blocks(
+    query: torch.Tensor, reference: torch.Tensor, k: int, *, p: float = 2.0, block: int = 2048
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield the k nearest reference points of each block of queries: the one k-NN kernel.
+
+    Parameters
+    ----------
+    query : torch.Tensor
+        (N, D) query points.
+    reference : torch.Tensor
+        (M, D) reference points, on the same device; ``k <= M``.
+    k : int
+        Neighbours.
+    p : float
+        Minkowski exponent of the distance (1: Manhattan, 2: Euclidean).
+    block : int
+        Query rows per block (bounds memory to ``block × M`` distances).
+
+    Yields
+    ------
+    rows : slice
+        The block's query rows.
+    distances : torch.Tensor
+        (rows, k) distances, ascending.
+    indices : torch.Tensor
+        (rows, k) reference indices of those distances.
+    """
+    for start in range(0, query.shape[0], block):
+        rows = slice(start, start + block)
+        d = torch.cdist(query[rows], reference, p=p)
+        vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
+        yield rows, vals, idx
 
 
 def kth_neighbour_distance(
@@ -70,11 +107,9 @@ def kth_neighbour_distance(
     out = torch.empty(q.shape[0], dtype=torch.float64)
     nearest = torch.empty(q.shape[0], dtype=torch.int64)
     with torch.inference_mode():
-        for start in range(0, q.shape[0], block):
-            d = torch.cdist(q[start : start + block], r, p=p)
-            vals, idx = torch.topk(d, kk, dim=1, largest=False, sorted=True)
-            out[start : start + block] = vals[:, kk - 1].double().cpu()
-            nearest[start : start + block] = idx[:, 1 if exclude_self else 0].cpu()
+        for rows, vals, idx in knn_blocks(q, r, kk, p=p, block=block):
+            out[rows] = vals[:, kk - 1].double().cpu()
+            nearest[rows] = idx[:, 1 if exclude_self else 0].cpu()
     if return_index:
         return out.numpy(), nearest.numpy()
     return out.numpy()

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from ergo_ray.shared.knn import knn_blocks
+
 __all__ = ["knn_predict", "knn_r2", "r2_score"]
 
 
@@ -72,10 +74,8 @@ def knn_predict(
     k = min(k, reference.shape[0])
     out = torch.empty(query.shape[0], dtype=torch.float32, device=query.device)
     with torch.no_grad():
-        for start in range(0, query.shape[0], block):
-            d = torch.cdist(query[start : start + block], reference)
-            idx = torch.topk(d, k, dim=1, largest=False).indices
-            out[start : start + block] = values[idx].float().mean(dim=1)
+        for rows, _dist, idx in knn_blocks(query, reference, k, p=2.0, block=block):
+            out[rows] = values[idx].float().mean(dim=1)
     return out
 
 
