@@ -87,55 +87,33 @@ def tng_cosmology() -> FlatLambdaCDM:
     return FlatLambdaCDM(H0=H0, Om0=OM0, Ob0=OB0, name="IllustrisTNG (Planck 2015)")
 
 
+def _quantity(method: str, z: np.ndarray | float) -> np.ndarray:
+    value = getattr(tng_cosmology(), method)(np.asarray(z, dtype=np.float64)).value
+    return np.asarray(value, dtype=np.float64)
+
+
 def kpc_per_arcsec(z: np.ndarray | float) -> np.ndarray:
     """Proper kpc per arcsec at redshift ``z``.
 
-    Parameters
-    ----------
-    z : float or numpy.ndarray
-        Redshift(s) ≥ 0.
-
-    Returns
-    -------
-    numpy.ndarray
-        Proper kpc per arcsec, the shape of ``z``.
+    ``z`` (float or array, ≥ 0) → proper kpc per arcsec, the shape of ``z``.
     """
-    zz = np.asarray(z, dtype=np.float64)
-    return np.asarray(tng_cosmology().kpc_proper_per_arcmin(zz).value / 60.0, dtype=np.float64)
+    return _quantity("kpc_proper_per_arcmin", z) / 60.0
 
 
 def distance_modulus(z: np.ndarray | float) -> np.ndarray:
     """Distance modulus in magnitudes at redshift ``z`` > 0.
 
-    Parameters
-    ----------
-    z : float or numpy.ndarray
-        Redshift(s) > 0.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``5 log10(D_L / 10 pc)``, the shape of ``z``.
+    ``z`` (float or array, > 0) → ``5 log10(D_L / 10 pc)``, the shape of ``z``.
     """
-    zz = np.asarray(z, dtype=np.float64)
-    return np.asarray(tng_cosmology().distmod(zz).value, dtype=np.float64)
+    return _quantity("distmod", z)
 
 
 def age_gyr(z: np.ndarray | float) -> np.ndarray:
     """Age of the universe in Gyr at redshift ``z``.
 
-    Parameters
-    ----------
-    z : float or numpy.ndarray
-        Redshift(s) ≥ 0.
-
-    Returns
-    -------
-    numpy.ndarray
-        Age in Gyr, the shape of ``z``.
+    ``z`` (float or array, ≥ 0) → age in Gyr, the shape of ``z``.
     """
-    zz = np.asarray(z, dtype=np.float64)
-    return np.asarray(tng_cosmology().age(zz).value, dtype=np.float64)
+    return _quantity("age", z)
 
 
 @lru_cache(maxsize=1)

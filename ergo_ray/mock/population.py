@@ -199,18 +199,7 @@ class Galaxy:
         return row
 
     def view(self, projection: int) -> View:
-        """Return one projection (:func:`~ergo_ray.mock.view.galaxy_view`).
-
-        Parameters
-        ----------
-        projection : int
-            0–3.
-
-        Returns
-        -------
-        View
-            Deterministic in ``(domain, seed, index, projection)``.
-        """
+        """Return projection 0–3 of the galaxy (:func:`~ergo_ray.mock.view.galaxy_view`)."""
         return galaxy_view(self, projection)
 
 

@@ -135,40 +135,23 @@ def check_compatible(saved_clr: Mapping[str, Any], clr: Mapping[str, Any], sourc
 
 
 def export_encoder(
-    url: str,
-    encoder: nn.Module,
-    *,
-    clr: Mapping[str, Any],
-    preprocess: Mapping[str, Any],
-    in_size: int,
-    rep_dim: int,
-    epoch: int | None = None,
-    storage: StorageConfig | None = None,
+    url: str, encoder: nn.Module, *, storage: StorageConfig | None = None, **meta: Any
 ) -> None:
-    """Write the trained encoder as a plain dict (``OUT/encoder.pt``).
+    """Write the trained encoder to ``url`` (``OUT/encoder.pt``).
 
     Parameters
     ----------
     url : str
         Destination file URL.
     encoder : nn.Module
-        The encoder (:class:`ergo_ray.models.encoder.Encoder`), unwrapped from DDP.
-    clr : mapping
-        The ``clr`` config section (JSON form).
-    preprocess : mapping
-        The ``preprocess`` config section that produced the training stamps.
-    in_size : int
-        Stamp side in pixels.
-    rep_dim : int
-        Representation length.
-    epoch : int, optional
-        Last trained epoch (0-based).
+        The encoder, unwrapped from DDP.
     storage : StorageConfig, optional
         Storage settings.
+    **meta
+        ``clr``, ``preprocess``, ``in_size``, ``rep_dim`` and ``epoch``, as
+        :func:`ergo_ray.shared.encoder_file.encoder_bytes` takes them.
     """
-    data = encoder_bytes(encoder, clr=clr, preprocess=preprocess, in_size=in_size,
-                         rep_dim=rep_dim, epoch=epoch)
-    st.write_bytes(url, data, storage)
+    st.write_bytes(url, encoder_bytes(encoder, **meta), storage)
 
 
 def load_encoder(url: str, storage: StorageConfig | None = None) -> tuple[Encoder, dict[str, Any]]:
