@@ -30,7 +30,9 @@ from ergo_ray.errors import InputError
 #: StellarAssembly / MergerHistory mass unit in solar masses.
 MASS_UNIT = 1e10 / H_LITTLE
 
-_NAME = re.compile(r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?\.fits(?:\.gz)?$")
+_NAME = re.compile(
+    r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?\.fits(?:\.gz)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ def truth_from_catalogues(
     exsitu = np.asarray(stellar_exsitu, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(total > 0, exsitu / np.where(total > 0, total, 1.0), np.nan)
-        log_mstar = np.where(total > 0, np.log10(np.where(total > 0, total, 1.0) * MASS_UNIT), np.nan)
+        log_mstar = np.where(
+            total > 0, np.log10(np.where(total > 0, total, 1.0) * MASS_UNIT), np.nan
+        )
     z = float(snapshots[int(snap)])
     slm = np.asarray(snap_last_major, dtype=int)
     has = slm >= 0
@@ -173,7 +177,9 @@ def truth_from_catalogues(
         lookback[has] = age_gyr(np.array([z]))[0] - age_gyr(z_merge)
     mlm = np.asarray(mass_last_major, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_mass = np.where(has & (mlm > 0), np.log10(np.where(mlm > 0, mlm, 1.0) * MASS_UNIT), np.nan)
+        log_mass = np.where(
+            has & (mlm > 0), np.log10(np.where(mlm > 0, mlm, 1.0) * MASS_UNIT), np.nan
+        )
     return {
         "redshift": np.full(slm.shape, z),
         "log_mstar": log_mstar,

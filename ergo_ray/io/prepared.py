@@ -54,7 +54,9 @@ class PreparedInput:
     preprocess: dict[str, Any] | None = field(default=None, compare=False)
 
 
-def discover_inputs(urls: Sequence[str], storage: StorageConfig | None = None) -> list[PreparedInput]:
+def discover_inputs(
+    urls: Sequence[str], storage: StorageConfig | None = None
+) -> list[PreparedInput]:
     """Find the shards of each prepared folder and check that they can be trained on together.
 
     Parameters
@@ -102,7 +104,8 @@ def _shard_files(url: str, storage: StorageConfig | None) -> list[str]:
     try:
         files = st.list_files(base, storage, suffixes=(".parquet",))
     except StorageError as err:
-        raise InputError(f"{st.redact(url)}: cannot list prepared shards: {err}", source=url) from err
+        msg = f"{st.redact(url)}: cannot list prepared shards: {err}"
+        raise InputError(msg, source=url) from err
     if not files:
         raise InputError(f"{st.redact(url)}: no prepared shards (*.parquet) found", source=url)
     return files

@@ -99,7 +99,9 @@ def write_toy_prepared_shards(
             "r50_px": pa.array(r50), "r90_px": pa.array(2.3 * r50),
             "petro_r_px": pa.array(2.0 * r50), "crop_px": pa.array(np.full(n, float(size))),
             "split": pa.array(split.tolist()),
-            "image": pa.FixedSizeListArray.from_arrays(pa.array(images.reshape(-1)), 3 * size * size),
+            "image": pa.FixedSizeListArray.from_arrays(
+                pa.array(images.reshape(-1)), 3 * size * size
+            ),
         }
         table = pa.table(cols).replace_schema_metadata({
             META_KIND: b"prepared-shard", META_IMAGE_SHAPE: f"3,{size},{size}".encode(),

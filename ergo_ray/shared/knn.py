@@ -94,11 +94,14 @@ def kth_neighbour_distance(
     ValueError
         If ``k`` exceeds the number of reference points available.
     """
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    q = torch.as_tensor(np.asarray(query, dtype=np.float32) if not torch.is_tensor(query) else query)
-    r = torch.as_tensor(np.asarray(reference, dtype=np.float32) if not torch.is_tensor(reference) else reference)
-    q = q.to(dev, torch.float32)
-    r = r.to(dev, torch.float32)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    q, r = (
+        (x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float32)))
+        .to(dev, torch.float32)
+        for x in (query, reference)
+    )
     kk = k + 1 if exclude_self else k
     if kk > r.shape[0]:
         msg = f"k={k} needs at least {kk} reference points, got {r.shape[0]}"

@@ -105,7 +105,8 @@ def load_training_state(directory: str) -> dict[str, Any]:
     with open(path, "rb") as fh:
         state = _load_bytes(fh.read(), path)
     if state.get("format") != _STATE_FORMAT:
-        raise CheckpointError(f"{path}: not an NNCLR training state (format {state.get('format')!r})")
+        msg = f"{path}: not an NNCLR training state (format {state.get('format')!r})"
+        raise CheckpointError(msg)
     return state
 
 

@@ -119,7 +119,10 @@ def knn_r2(
     qry = torch.as_tensor(np.asarray(query, np.float32) if not torch.is_tensor(query)
                           else query).to(device, torch.float32)
     mean = ref.mean(dim=0, keepdim=True)
-    std = ref.std(dim=0, keepdim=True).clamp_min(1e-6) if ref.shape[0] > 1 else torch.ones_like(mean)
+    if ref.shape[0] > 1:
+        std = ref.std(dim=0, keepdim=True).clamp_min(1e-6)
+    else:
+        std = torch.ones_like(mean)
     ref = (ref - mean) / std
     qry = (qry - mean) / std
     out: dict[str, float] = {}

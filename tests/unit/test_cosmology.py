@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -41,4 +43,4 @@ def test_snapshot_table_is_monotonic():
     snaps = sorted(cosmo.TNG_SNAPSHOTS)
     assert snaps == list(range(72, 92))
     zs = [cosmo.TNG_SNAPSHOTS[s] for s in snaps]
-    assert all(a > b for a, b in zip(zs, zs[1:], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(zs))

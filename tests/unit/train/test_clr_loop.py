@@ -83,7 +83,8 @@ def test_state_round_trip_resumes_exactly(toy, config, tmp_path):
                     strict=True):
         assert torch.equal(a, b)
     assert torch.equal(fresh.criterion.bank.bank, trainer.criterion.bank.bank)
-    assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+    fresh_state = fresh.optimizer.state_dict()["state"]
+    assert fresh_state.keys() == trainer.optimizer.state_dict()["state"].keys()
     other = dict(config, clr=dict(config["clr"], widths=[4, 8]))
     with pytest.raises(CheckpointError, match=r"clr\.widths"):
         ClrTrainer(other, torch.device("cpu")).load(state, source="ck")
