@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from ergo_ray.errors import BadObjectError, CheckpointError, InputError
+from ergo_ray.infer.posterior import Posterior, default_ids
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform
@@ -293,8 +294,6 @@ class ModelBundle:
     def _sample(
         self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
     ) -> np.ndarray:
-        n = len(cond)
-        out = np.empty((n, n_samples, 3), np.float32)
         bad = ~np.isfinite(cond).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -303,6 +302,37 @@ class ModelBundle:
             raise BadObjectError(
                 msg, object_id=str(i), reason="nonfinite_condition"
             )
+        out = self.draw_samples(net, cond, n_samples, seeds)
+        bad_rows = ~np.isfinite(out).all(axis=(1, 2))
+        if bad_rows.any():
+            i = int(np.flatnonzero(bad_rows)[0])
+            msg = f"object {i}: the cINN produced non-finite posterior samples"
+            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_posterior")
+        return out
+
+    def draw_samples(
+        self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
+    ) -> np.ndarray:
+        """Physical posterior samples of finite conditions, unchecked (non-finite stays so).
+
+        Parameters
+        ----------
+        net : ConditionalINN
+            :attr:`cinn` or :attr:`baseline`.
+        cond : numpy.ndarray
+            float32 (N, C) finite conditions.
+        n_samples : int
+            Samples per object.
+        seeds : numpy.ndarray
+            int64 (N,) per-object seeds.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (N, n_samples, 3).
+        """
+        n = len(cond)
+        out = np.empty((n, n_samples, 3), np.float32)
         per = max(1, (1 << 18) // max(1, n_samples))
         with torch.inference_mode():
             for start in range(0, n, per):
@@ -315,12 +345,95 @@ class ModelBundle:
                 )
                 x = self.transform.inverse(net.sample(c, z))
                 out[sl] = x.float().cpu().numpy()
-        bad_rows = ~np.isfinite(out).all(axis=(1, 2))
-        if bad_rows.any():
-            i = int(np.flatnonzero(bad_rows)[0])
-            msg = f"object {i}: the cINN produced non-finite posterior samples"
-            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_posterior")
         return out
+
+    # ---------------------------------------------------------------- sbi-style posterior
+    def posterior_from_representations(
+        self,
+        reps: np.ndarray,
+        *,
+        observables: Mapping[str, Any] | None = None,
+        object_ids: Sequence[str] | None = None,
+    ) -> Posterior:
+        """Return the posterior of galaxies given their representations.
+
+        Parameters
+        ----------
+        reps : numpy.ndarray
+            (N, rep_dim) representations (:meth:`represent`, or a catalogue's column).
+        observables : mapping of str to array-like, optional
+            (N,) values of each column in :attr:`observables`.
+        object_ids : sequence of str, optional
+            (N,) IDs naming the galaxies in :attr:`Posterior.errors` and seeding their
+            samples (default ``"0"`` … ``"N-1"``).
+
+        Returns
+        -------
+        Posterior
+            With ``sample``, ``log_prob`` and ``map``.
+
+        Raises
+        ------
+        InputError
+            If ``reps`` is not (N, rep_dim), or an observable or ID is missing.
+        """
+        arr = np.asarray(reps)
+        if arr.ndim != 2 or arr.shape[1] != self.rep_dim:
+            msg = f"expected representations (N, {self.rep_dim}), got shape {arr.shape}"
+            raise InputError(msg)
+        ids = default_ids(len(arr), object_ids)
+        return Posterior(self, self.condition(arr, observables), ids)
+
+    def posterior_from_images(
+        self,
+        images: np.ndarray,
+        *,
+        observables: Mapping[str, Any] | None = None,
+        object_ids: Sequence[str] | None = None,
+    ) -> Posterior:
+        """Return the posterior of galaxies given their images.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            Raw float32 (N, 3, H, W) g, r, i cutouts (prepared here, one by one: a cutout
+            that cannot be prepared is recorded in :attr:`Posterior.errors`), or prepared
+            uint8 (N, 3, S, S) stamps.
+        observables : mapping of str to array-like, optional
+            (N,) values of each column in :attr:`observables`.
+        object_ids : sequence of str, optional
+            As :meth:`posterior_from_representations`.
+
+        Returns
+        -------
+        Posterior
+            With ``sample``, ``log_prob`` and ``map``.
+        """
+        arr = np.asarray(images)
+        if arr.ndim != 4 or arr.shape[1] != 3:
+            msg = f"images must be (N, 3, H, W), got shape {arr.shape}"
+            raise InputError(msg)
+        ids = default_ids(len(arr), object_ids)
+        if len(ids) != len(arr):
+            msg = f"{len(ids)} object_ids for {len(arr)} images"
+            raise InputError(msg)
+        errors: dict[str, str] = {}
+        reps = np.full((len(arr), self.rep_dim), np.nan, np.float32)
+        if arr.dtype == np.uint8:
+            reps[:] = self.represent(arr)
+        else:
+            prepared = np.zeros((len(arr), 3, self.input_size, self.input_size), np.uint8)
+            ok = np.ones(len(arr), bool)
+            for i in range(len(arr)):
+                try:
+                    prepared[i] = self._as_prepared(arr[i : i + 1])[0]
+                except BadObjectError as err:
+                    ok[i] = False
+                    errors[ids[i]] = f"{err.reason}: {err}"
+            if ok.any():
+                reps[ok] = self.represent(prepared[ok])
+        posterior = Posterior(self, self.condition(reps, observables), ids, errors)
+        return posterior
 
     def sample_posterior(
         self,
