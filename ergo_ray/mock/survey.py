@@ -228,39 +228,9 @@ def render_part(
                 if len(pending) >= spec.rows_per_file:
                     flush_shard()
             elif spec.fmt == "hsc-fits":
-                lineno = _lineno(spec, index, projection)
-                tract = int(
-                    row.get("tract") or pseudo_tract(row.get("ra"), row.get("dec"))
-                )
-                write_hsc_cutout(
-                    cut,
-                    st.join(out, "cutouts"),
-                    lineno=lineno,
-                    tract=tract,
-                    storage_cfg=storage,
-                    ra=row.get("ra"),
-                    dec=row.get("dec"),
-                )
-                row.update(
-                    cutout_lineno=lineno,
-                    tract=tract,
-                    file=f"cutouts/{hsc_cutout_name(lineno, 'i', tract)}",
-                )
-                files += 3
+                files += _write_hsc_fits(spec, cut, row, index, projection, out, storage)
             else:
-                snap = int(row.get("snap") or nearest_tng_snapshot(float(row["redshift"])))
-                subhalo = int(row.get("subhalo", index))
-                name = tng_mock_name(snap, subhalo, projection)
-                write_tng_mock(
-                    cut,
-                    st.join(out, "images", name),
-                    redshift=row["redshift"],
-                    storage_cfg=storage,
-                    ra=row.get("ra"),
-                    dec=row.get("dec"),
-                )
-                row.update(snap=snap, subhalo=subhalo, file=f"images/{name}")
-                files += 1
+                files += _write_tng_fits(cut, row, index, projection, out, storage)
             rows.append(row)
     flush_shard()
     if hide_truth:
@@ -283,6 +253,46 @@ def render_part(
         "seconds": time.perf_counter() - t0,
         "reasons": reasons,
     }
+
+
+def _write_hsc_fits(spec: MockSpec, cut: Cutout, row: dict[str, Any], index: int,
+                    projection: int, out: str, storage: StorageConfig | None) -> int:
+    """Write one object as HSC service cutouts (g, r, i files); complete its row."""
+    lineno = _lineno(spec, index, projection)
+    tract = int(row.get("tract") or pseudo_tract(row.get("ra"), row.get("dec")))
+    write_hsc_cutout(
+        cut,
+        st.join(out, "cutouts"),
+        lineno=lineno,
+        tract=tract,
+        storage_cfg=storage,
+        ra=row.get("ra"),
+        dec=row.get("dec"),
+    )
+    row.update(
+        cutout_lineno=lineno,
+        tract=tract,
+        file=f"cutouts/{hsc_cutout_name(lineno, 'i', tract)}",
+    )
+    return 3
+
+
+def _write_tng_fits(cut: Cutout, row: dict[str, Any], index: int, projection: int, out: str,
+                    storage: StorageConfig | None) -> int:
+    """Write one object as a TNG-style mock file; complete its row."""
+    snap = int(row.get("snap") or nearest_tng_snapshot(float(row["redshift"])))
+    subhalo = int(row.get("subhalo", index))
+    name = tng_mock_name(snap, subhalo, projection)
+    write_tng_mock(
+        cut,
+        st.join(out, "images", name),
+        redshift=row["redshift"],
+        storage_cfg=storage,
+        ra=row.get("ra"),
+        dec=row.get("dec"),
+    )
+    row.update(snap=snap, subhalo=subhalo, file=f"images/{name}")
+    return 1
 
 
 def _render_task(
