@@ -36,7 +36,8 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,15 +49,20 @@ from ergo_ray.io import storage as st
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig, StorageConfig
+    from ergo_ray.models.targets import Standardizer, TargetTransform
+    from ergo_ray.shared.ood_score import OodReference
 
 log = logging.getLogger("ergo_ray")
 
 __all__ = [
+    "BASELINE_INPUTS",
     "BUNDLE_FORMAT",
     "MANIFEST",
     "OPTIONAL_FILES",
     "REQUIRED_FILES",
     "bundle_config",
+    "bundle_files",
+    "jsonable",
     "load_npy",
     "load_torch",
     "npy_bytes",
@@ -77,6 +83,8 @@ REQUIRED_FILES: tuple[str, ...] = (
     "metrics.json",
 )
 OPTIONAL_FILES: tuple[str, ...] = ("baseline.pt",)
+#: Condition of the baseline cINN (``baseline.pt``).
+BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
 
 
 def torch_bytes(obj: Any) -> bytes:
@@ -243,3 +251,89 @@ def bundle_config(cfg: RunConfig) -> str:
     from ergo_ray.config.loader import resolved_yaml
 
     return resolved_yaml(cfg)
+
+
+def bundle_files(
+    *,
+    transform: TargetTransform,
+    run_cfg: RunConfig,
+    ood: OodReference,
+    metrics: dict[str, Any],
+    input_size: int,
+    rep_dim: int,
+    observables: Sequence[str] = (),
+    baseline_scaler: Standardizer | None = None,
+) -> dict[str, bytes]:
+    """Return the bundle's metadata files (everything but the weights).
+
+    Parameters
+    ----------
+    transform : TargetTransform
+        Fitted target transform.
+    run_cfg : RunConfig
+        Resolved configuration, with the ``preprocess`` section of the training stamps.
+    ood : OodReference
+        OOD reference set and calibration.
+    metrics : dict
+        Test-split metrics (``metrics.json``; non-finite values become null).
+    input_size : int
+        Stamp side S.
+    rep_dim : int
+        Representation length.
+    observables : sequence of str
+        Catalogue columns appended to the representation as the cINN's condition.
+    baseline_scaler : Standardizer, optional
+        Condition scaler of the baseline, when ``baseline.pt`` is written.
+
+    Returns
+    -------
+    dict of str to bytes
+        ``transforms.json``, ``config.yaml``, ``reference.npy``, ``reference_kdist.npy``
+        and ``metrics.json``.
+    """
+    transforms = {
+        "targets": transform.to_dict(),
+        "input_size": int(input_size),
+        "rep_dim": int(rep_dim),
+        "observables": list(observables),
+        "preprocess": run_cfg.preprocess.model_dump(mode="json"),
+        "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
+        "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,
+        "ood": ood.to_dict(),
+    }
+    return {
+        "transforms.json": json.dumps(transforms, indent=2).encode(),
+        "config.yaml": bundle_config(run_cfg).encode(),
+        "reference.npy": npy_bytes(ood.reference.astype(np.float32)),
+        "reference_kdist.npy": npy_bytes(ood.self_kdist.astype(np.float64)),
+        "metrics.json": json.dumps(
+            jsonable(metrics), indent=2, allow_nan=False
+        ).encode(),
+    }
+
+
+def jsonable(obj: Any) -> Any:
+    """Return ``obj`` with non-finite floats as None and numpy scalars as Python ones.
+
+    Parameters
+    ----------
+    obj : Any
+        Nested dicts, lists and tuples of numbers, strings and None.
+
+    Returns
+    -------
+    Any
+        The same structure, strict-JSON serialisable (``metrics.json``).
+    """
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj

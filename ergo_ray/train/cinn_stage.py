@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
 from ergo_ray.shared import bundle_format as bd
+from ergo_ray.shared.bundle_format import BASELINE_INPUTS, bundle_files, jsonable
 from ergo_ray.shared.embedding import (
     embed_dataset,
     read_representations,
@@ -53,10 +53,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["BASELINE_INPUTS", "bundle_files", "train_cinn"]
+__all__ = ["train_cinn"]
 
-#: Condition of the baseline cINN.
-BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
 
 
 def _encoder_file(url: str) -> str:
@@ -432,94 +430,15 @@ def _ood_reference(cfg: RunConfig, data: _TrainingData) -> OodReference:
 
 
 
-def bundle_files(
-    *,
-    transform: TargetTransform,
-    run_cfg: RunConfig,
-    ood: OodReference,
-    metrics: dict[str, Any],
-    input_size: int,
-    rep_dim: int,
-    observables: Sequence[str] = (),
-    baseline_scaler: Standardizer | None = None,
-) -> dict[str, bytes]:
-    """Return the bundle's metadata files (everything but the weights).
-
-    Parameters
-    ----------
-    transform : TargetTransform
-        Fitted target transform.
-    run_cfg : RunConfig
-        Resolved configuration, with the ``preprocess`` section of the training stamps.
-    ood : OodReference
-        OOD reference set and calibration.
-    metrics : dict
-        Test-split metrics (``metrics.json``; non-finite values become null).
-    input_size : int
-        Stamp side S.
-    rep_dim : int
-        Representation length.
-    observables : sequence of str
-        Catalogue columns appended to the representation as the cINN's condition.
-    baseline_scaler : Standardizer, optional
-        Condition scaler of the baseline, when ``baseline.pt`` is written.
-
-    Returns
-    -------
-    dict of str to bytes
-        ``transforms.json``, ``config.yaml``, ``reference.npy``, ``reference_kdist.npy``
-        and ``metrics.json``.
-    """
-    transforms = {
-        "targets": transform.to_dict(),
-        "input_size": int(input_size),
-        "rep_dim": int(rep_dim),
-        "observables": list(observables),
-        "preprocess": run_cfg.preprocess.model_dump(mode="json"),
-        "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
-        "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,
-        "ood": ood.to_dict(),
-    }
-    return {
-        "transforms.json": json.dumps(transforms, indent=2).encode(),
-        "config.yaml": bd.bundle_config(run_cfg).encode(),
-        "reference.npy": bd.npy_bytes(ood.reference.astype(np.float32)),
-        "reference_kdist.npy": bd.npy_bytes(ood.self_kdist.astype(np.float64)),
-        "metrics.json": json.dumps(
-            _jsonable(metrics), indent=2, allow_nan=False
-        ).encode(),
-    }
-
-
 def _training_summary(hist: dict[str, Any], with_history: bool) -> dict[str, Any]:
     out = {
         "epochs": hist["epoch"] + 1,
-        "best_val_nll": _finite(hist["best_val"]),
+        "best_val_nll": jsonable(float(hist["best_val"])),
         "early_stopped": bool(hist["stopped"]),
     }
     if with_history:
         out["history"] = hist["history"]
     return out
-
-
-def _finite(v: Any) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    """Replace non-finite floats by None so ``metrics.json`` is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return _finite(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def check_options(workers: int | None) -> None:
