@@ -16,7 +16,7 @@ import torch
 import yaml
 
 from ergo_ray.errors import BadObjectError, CheckpointError, InputError
-from ergo_ray.infer.posterior import Posterior, default_ids
+from ergo_ray.infer.posterior import Posterior, from_images, from_representations
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.targets import Standardizer, TargetTransform
@@ -348,42 +348,6 @@ class ModelBundle:
         return out
 
     # ---------------------------------------------------------------- sbi-style posterior
-    def posterior_from_representations(
-        self,
-        reps: np.ndarray,
-        *,
-        observables: Mapping[str, Any] | None = None,
-        object_ids: Sequence[str] | None = None,
-    ) -> Posterior:
-        """Return the posterior of galaxies given their representations.
-
-        Parameters
-        ----------
-        reps : numpy.ndarray
-            (N, rep_dim) representations (:meth:`represent`, or a catalogue's column).
-        observables : mapping of str to array-like, optional
-            (N,) values of each column in :attr:`observables`.
-        object_ids : sequence of str, optional
-            (N,) IDs naming the galaxies in :attr:`Posterior.errors` and seeding their
-            samples (default ``"0"`` … ``"N-1"``).
-
-        Returns
-        -------
-        Posterior
-            With ``sample``, ``log_prob`` and ``map``.
-
-        Raises
-        ------
-        InputError
-            If ``reps`` is not (N, rep_dim), or an observable or ID is missing.
-        """
-        arr = np.asarray(reps)
-        if arr.ndim != 2 or arr.shape[1] != self.rep_dim:
-            msg = f"expected representations (N, {self.rep_dim}), got shape {arr.shape}"
-            raise InputError(msg)
-        ids = default_ids(len(arr), object_ids)
-        return Posterior(self, self.condition(arr, observables), ids)
-
     def posterior_from_images(
         self,
         images: np.ndarray,
@@ -391,49 +355,18 @@ class ModelBundle:
         observables: Mapping[str, Any] | None = None,
         object_ids: Sequence[str] | None = None,
     ) -> Posterior:
-        """Return the posterior of galaxies given their images.
+        """Return the posterior given images (:func:`ergo_ray.infer.posterior.from_images`)."""
+        return from_images(self, images, observables=observables, object_ids=object_ids)
 
-        Parameters
-        ----------
-        images : numpy.ndarray
-            Raw float32 (N, 3, H, W) g, r, i cutouts (prepared here, one by one: a cutout
-            that cannot be prepared is recorded in :attr:`Posterior.errors`), or prepared
-            uint8 (N, 3, S, S) stamps.
-        observables : mapping of str to array-like, optional
-            (N,) values of each column in :attr:`observables`.
-        object_ids : sequence of str, optional
-            As :meth:`posterior_from_representations`.
-
-        Returns
-        -------
-        Posterior
-            With ``sample``, ``log_prob`` and ``map``.
-        """
-        arr = np.asarray(images)
-        if arr.ndim != 4 or arr.shape[1] != 3:
-            msg = f"images must be (N, 3, H, W), got shape {arr.shape}"
-            raise InputError(msg)
-        ids = default_ids(len(arr), object_ids)
-        if len(ids) != len(arr):
-            msg = f"{len(ids)} object_ids for {len(arr)} images"
-            raise InputError(msg)
-        errors: dict[str, str] = {}
-        reps = np.full((len(arr), self.rep_dim), np.nan, np.float32)
-        if arr.dtype == np.uint8:
-            reps[:] = self.represent(arr)
-        else:
-            prepared = np.zeros((len(arr), 3, self.input_size, self.input_size), np.uint8)
-            ok = np.ones(len(arr), bool)
-            for i in range(len(arr)):
-                try:
-                    prepared[i] = self._as_prepared(arr[i : i + 1])[0]
-                except BadObjectError as err:
-                    ok[i] = False
-                    errors[ids[i]] = f"{err.reason}: {err}"
-            if ok.any():
-                reps[ok] = self.represent(prepared[ok])
-        posterior = Posterior(self, self.condition(reps, observables), ids, errors)
-        return posterior
+    def posterior_from_representations(
+        self,
+        reps: np.ndarray,
+        *,
+        observables: Mapping[str, Any] | None = None,
+        object_ids: Sequence[str] | None = None,
+    ) -> Posterior:
+        """Return the posterior given representations (:mod:`ergo_ray.infer.posterior`)."""
+        return from_representations(self, reps, observables=observables, object_ids=object_ids)
 
     def sample_posterior(
         self,

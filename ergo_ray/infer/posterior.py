@@ -1,7 +1,7 @@
 """The posterior of a set of galaxies, with the interface of sbi: sample, log_prob, map.
 
-:meth:`ModelBundle.posterior_from_images <ergo_ray.infer.bundle.ModelBundle.posterior_from_images>`
-and :meth:`~ergo_ray.infer.bundle.ModelBundle.posterior_from_representations` return a
+:func:`from_images` and :func:`from_representations` (also methods of
+:class:`~ergo_ray.infer.bundle.ModelBundle`) return a
 :class:`Posterior` conditioned on N galaxies. θ is (ex-situ fraction, lookback time of the last
 major merger [Gyr], log10 its stellar mass [Msun]); samples meaning "no major merger" keep
 their out-of-range values, as in :meth:`~ergo_ray.infer.bundle.ModelBundle.sample_posterior`.
@@ -14,20 +14,20 @@ or samples are not finite, gets NaN rows and an entry in :attr:`Posterior.errors
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ergo_ray.errors import InputError
+from ergo_ray.errors import BadObjectError, InputError
 from ergo_ray.models.cinn import object_seeds
 from ergo_ray.types import TARGETS
 
 if TYPE_CHECKING:
     from ergo_ray.infer.bundle import ModelBundle
 
-__all__ = ["Posterior"]
+__all__ = ["Posterior", "from_images", "from_representations"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -170,3 +170,96 @@ class Posterior:
 def default_ids(n: int, object_ids: Sequence[str] | None) -> list[str]:
     """Return ``object_ids`` as strings, or ``"0"`` … ``"N-1"`` when none are given."""
     return [str(i) for i in range(n)] if object_ids is None else [str(o) for o in object_ids]
+
+
+def from_representations(
+    bundle: ModelBundle,
+    reps: np.ndarray,
+    *,
+    observables: Mapping[str, Any] | None = None,
+    object_ids: Sequence[str] | None = None,
+) -> Posterior:
+    """Return the posterior of galaxies given their representations.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The model.
+    reps : numpy.ndarray
+        (N, rep_dim) representations (:meth:`represent`, or a catalogue's column).
+    observables : mapping of str to array-like, optional
+        (N,) values of each column in :attr:`observables`.
+    object_ids : sequence of str, optional
+        (N,) IDs naming the galaxies in :attr:`Posterior.errors` and seeding their
+        samples (default ``"0"`` … ``"N-1"``).
+
+    Returns
+    -------
+    Posterior
+        With ``sample``, ``log_prob`` and ``map``.
+
+    Raises
+    ------
+    InputError
+        If ``reps`` is not (N, rep_dim), or an observable or ID is missing.
+    """
+    arr = np.asarray(reps)
+    if arr.ndim != 2 or arr.shape[1] != bundle.rep_dim:
+        msg = f"expected representations (N, {bundle.rep_dim}), got shape {arr.shape}"
+        raise InputError(msg)
+    ids = default_ids(len(arr), object_ids)
+    return Posterior(bundle, bundle.condition(arr, observables), ids)
+
+
+def from_images(
+    bundle: ModelBundle,
+    images: np.ndarray,
+    *,
+    observables: Mapping[str, Any] | None = None,
+    object_ids: Sequence[str] | None = None,
+) -> Posterior:
+    """Return the posterior of galaxies given their images.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        The model.
+    images : numpy.ndarray
+        Raw float32 (N, 3, H, W) g, r, i cutouts (prepared here, one by one: a cutout
+        that cannot be prepared is recorded in :attr:`Posterior.errors`), or prepared
+        uint8 (N, 3, S, S) stamps.
+    observables : mapping of str to array-like, optional
+        (N,) values of each column in :attr:`observables`.
+    object_ids : sequence of str, optional
+        As :func:`from_representations`.
+
+    Returns
+    -------
+    Posterior
+        With ``sample``, ``log_prob`` and ``map``.
+    """
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[1] != 3:
+        msg = f"images must be (N, 3, H, W), got shape {arr.shape}"
+        raise InputError(msg)
+    ids = default_ids(len(arr), object_ids)
+    if len(ids) != len(arr):
+        msg = f"{len(ids)} object_ids for {len(arr)} images"
+        raise InputError(msg)
+    errors: dict[str, str] = {}
+    reps = np.full((len(arr), bundle.rep_dim), np.nan, np.float32)
+    if arr.dtype == np.uint8:
+        reps[:] = bundle.represent(arr)
+    else:
+        prepared = np.zeros((len(arr), 3, bundle.input_size, bundle.input_size), np.uint8)
+        ok = np.ones(len(arr), bool)
+        for i in range(len(arr)):
+            try:
+                prepared[i] = bundle.prepare(arr[i : i + 1])[0]
+            except BadObjectError as err:
+                ok[i] = False
+                errors[ids[i]] = f"{err.reason}: {err}"
+        if ok.any():
+            reps[ok] = bundle.represent(prepared[ok])
+    posterior = Posterior(bundle, bundle.condition(reps, observables), ids, errors)
+    return posterior
