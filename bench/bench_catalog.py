@@ -217,7 +217,7 @@ def _catalog(model: str, data: Path, out: Path, *, samples: int, batch: int, cpu
                           seed=seed, batch_size=batch, cpus_per_actor=cpus, log_every_s=60)
     stamps: list[float] = []
     c0, t0 = tree_cpu_s(os.getpid()), time.perf_counter()
-    res = run_catalog(opts, on_write=lambda _key: stamps.append(time.perf_counter()))
+    res = run_catalog(opts, on_write=lambda _key, _rows: stamps.append(time.perf_counter()))
     wall, cpu = time.perf_counter() - t0, tree_cpu_s(os.getpid()) - c0
     per_unit = res.rows / max(1, len(stamps))
     steady = (per_unit * (len(stamps) - 1) / (stamps[-1] - stamps[0])
@@ -362,8 +362,16 @@ def run(quick: bool) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small smoke run")
+    p.add_argument("--scale", action="store_true",
+                   help="the survey-scale figures instead (bench_catalog_scale.py)")
     args = p.parse_args()
-    for r in run(args.quick):
+    if args.scale:
+        from bench_catalog_scale import run as run_scale
+
+        rows = run_scale(args.quick)
+    else:
+        rows = run(args.quick)
+    for r in rows:
         ratio = f"  ratio {r['ratio']:.2f}" if r.get("ratio") is not None else ""
         peer = f"  (peer {r['peer']:.4g})" if r.get("peer") is not None else ""
         print(f"{r['figure']}: {r['value']:.4g} {r['unit']}{peer}{ratio}  [goal {r['goal']}]")

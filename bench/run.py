@@ -21,7 +21,7 @@ import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("mock", "preprocess", "nnclr", "summaries", "catalog", "ood")
+ORDER = ("mock", "preprocess", "nnclr", "summaries", "catalog", "catalog_scale", "ood")
 
 
 def _load(name: str):  # type: ignore[no-untyped-def]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ergo_ray.config.schema import RunConfig
@@ -18,11 +18,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-#: Environment defaults that keep Ray quiet and light on a laptop (ray-2.60-notes §0, §6).
-#: ``read_parquet``'s default "datasource V2" path starts footer-reader actors (new Python
-#: processes) for every read: about 1.5 s per read on 2 cores, paid by every Train epoch
-#: that re-reads its shards. The V1 path lists on the driver and reads one task per file
-#: (0.15 s for the same read, and finer resume granularity).
+#: Environment defaults that keep Ray quiet and light on a laptop (ray-2.60-notes §0,
+#: §6). ``read_parquet``'s default "datasource V2" path starts footer-reader actors
+#: (new Python processes) for every read: about 1.5 s per read on 2 cores, paid by every
+#: Train epoch that re-reads its shards. The V1 path lists on the driver and reads one
+#: task per file (0.15 s for the same read, and finer resume granularity).
 ENV_DEFAULTS = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DATA_USE_DATASOURCE_V2": "0",
@@ -44,8 +44,48 @@ def set_env_defaults() -> None:
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 
 
+#: Environment variables a job may carry to a cluster's workers in its
+#: ``runtime_env``: where the object store is, never who may read it. Ray keeps a job's
+#: runtime_env in the GCS and shows it (dashboard, ``ray list jobs --detail``, actor and
+#: task details) to anyone who can reach the cluster, so credentials reach workers from
+#: the nodes' own environment or identity instead (README "Object storage").
+SHIPPABLE_ENV: tuple[str, ...] = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+_SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD", "CREDENTIAL")
+
+
+def shippable_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Return the variables of ``environ`` that may travel in a job's runtime_env.
+
+    Parameters
+    ----------
+    environ : mapping
+        An environment, e.g. ``os.environ``.
+
+    Returns
+    -------
+    dict
+        :data:`SHIPPABLE_ENV` and ``ERGO_RAY_*`` settings that are set, less any whose
+        name speaks of a key, secret, token, password or credential.
+    """
+    return {
+        k: v
+        for k, v in environ.items()
+        if (k in SHIPPABLE_ENV or k.startswith("ERGO_RAY_"))
+        and not any(w in k.upper() for w in _SECRET_WORDS)
+    }
+
+
 def ensure_ray(cfg: RunConfig) -> None:
-    """Connect to the cluster in ``RAY_ADDRESS``, or start a local instance sized by the config.
+    """Connect to the cluster in ``RAY_ADDRESS``, or start a local instance.
+
+    A local instance, sized by the config, has workers that inherit this process's
+    environment (credentials included); a cluster's workers use their nodes' own. Only
+    :func:`shippable_env` travels in the job's runtime_env.
 
     Parameters
     ----------
@@ -57,8 +97,7 @@ def ensure_ray(cfg: RunConfig) -> None:
 
     if ray.is_initialized():
         return
-    # Worker processes inherit the AWS environment only when it is set before the raylet starts.
-    env_vars = {k: v for k, v in os.environ.items() if k.startswith(("AWS_", "ERGO_RAY_"))}
+    env_vars = shippable_env(os.environ)
     runtime_env: dict[str, Any] = {"env_vars": env_vars} if env_vars else {}
     if os.environ.get("RAY_ADDRESS"):
         log.info("connecting to the Ray cluster at RAY_ADDRESS")
@@ -70,7 +109,10 @@ def ensure_ray(cfg: RunConfig) -> None:
             runtime_env = {}
         ray.init(runtime_env=runtime_env or None, logging_level=logging.WARNING)
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+    }
     runtime_env["worker_process_setup_hook"] = WORKER_SETUP_HOOK
     if cfg.cluster.local_num_cpus:
         kwargs["num_cpus"] = cfg.cluster.local_num_cpus
@@ -81,7 +123,7 @@ def ensure_ray(cfg: RunConfig) -> None:
 
 @contextlib.contextmanager
 def driver_threads(threads: int | None = None) -> Iterator[int]:
-    """Let torch use this process's cores for a stage computed in the driver, then restore.
+    """Let torch use this process's cores for a stage computed in the driver; restore.
 
     ``validate`` and ``compare`` sample posteriors and summarise them in the driver
     process, where ``OMP_NUM_THREADS=1`` (:data:`ENV_DEFAULTS`, meant for Ray's workers)
@@ -108,8 +150,9 @@ def driver_threads(threads: int | None = None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def scaling_config(cfg: RunConfig, workers: int | None = None, use_gpu: bool | None = None
-                   ) -> ray.train.ScalingConfig:
+def scaling_config(
+    cfg: RunConfig, workers: int | None = None, use_gpu: bool | None = None
+) -> ray.train.ScalingConfig:
     """Build the Ray Train ``ScalingConfig`` of a training stage.
 
     Parameters
@@ -124,8 +167,8 @@ def scaling_config(cfg: RunConfig, workers: int | None = None, use_gpu: bool | N
     Returns
     -------
     ray.train.ScalingConfig
-        One GPU per worker when GPUs are used; fractional CPUs otherwise so that Ray Data's
-        read tasks are not starved on small machines.
+        One GPU per worker when GPUs are used; fractional CPUs otherwise so that Ray
+        Data's read tasks are not starved on small machines.
     """
     import ray.train
 

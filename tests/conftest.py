@@ -17,6 +17,30 @@ for _var in ("RAY_ADDRESS", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL
 
 import pytest  # noqa: E402
 
+#: Set to 1 on a machine that has a GPU: a `gpu` test that cannot see CUDA then stops the
+#: run instead of being skipped (a CPU-only torch build would otherwise pass unnoticed).
+REQUIRE_GPU_ENV = "ERGO_RAY_REQUIRE_GPU"
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run where CUDA is present and are skipped, with the reason,
+    elsewhere; with ``ERGO_RAY_REQUIRE_GPU=1`` a missing CUDA device is an error."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if os.environ.get(REQUIRE_GPU_ENV) == "1":
+        msg = (f"{REQUIRE_GPU_ENV}=1 but torch {torch.__version__} sees no CUDA device; "
+               f"{len(gpu_items)} gpu tests cannot run")
+        raise pytest.UsageError(msg)
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in gpu_items:
+        item.add_marker(skip)
+
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
@@ -70,8 +94,12 @@ def ray_session(s3_endpoint):
 
     if ray.is_initialized():
         raise RuntimeError("Ray already initialised; the test suite owns the instance")
+    import torch
+
     ray.init(
         num_cpus=4,
+        # one GPU where CUDA is present, for the `gpu` catalogue tests (gpus_per_actor=1)
+        num_gpus=1 if torch.cuda.is_available() else 0,
         include_dashboard=False,
         object_store_memory=400 * 1024**2,
         logging_level=logging.WARNING,

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="CPUs per model actor (default: infer.cpus_per_actor)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="galaxies per model call (default: infer.batch_size)")
+    p.add_argument("--readers", type=int, default=None, metavar="N",
+                   help="reader tasks running at once, each reading one input unit "
+                        "(default: infer.readers; 0 or unset: as many as free CPUs allow)")
     p.add_argument("--keep-representation", action="store_true",
                    help="add the 256-d representation column")
     p.add_argument("--format", choices=("parquet", "fits"), default="parquet",
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         keep_representation=args.keep_representation,
         fits=args.format == "fits", merge=args.merge,
         mixed_precision=inf.mixed_precision, log_every_s=inf.log_every_s,
+        readers=(args.readers if args.readers is not None else inf.readers) or None,
     )
     opts.check()
     if storage.locate(opts.out).url == storage.locate(opts.input).url:

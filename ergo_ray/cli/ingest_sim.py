@@ -51,6 +51,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     ensure_ray(cfg)
     totals = run_ingest_sim(opts, cfg.storage)
     provenance.write(args.out, cfg, "ingest-sim", args.argv)
-    log.info("ingest-sim: %d images in the catalogue, %d in errors/, %d below log M* %.1f",
-             totals["rows"], totals["errors"], totals["selected_out"], args.min_log_mstar)
+    log.info("ingest-sim: %d images in the catalogue, %d in errors/, %d below log M* %.1f, "
+             "%d outside snapshots %d-%d", totals["rows"], totals["errors"],
+             totals["selected_out"], args.min_log_mstar, totals["outside_snap_range"], lo, hi)
     return 0

@@ -169,6 +169,8 @@ class InferConfig(_Section):
     actors_max: int = Field(1, ge=1)
     gpus_per_actor: float = Field(0.0, ge=0)
     cpus_per_actor: float = Field(1.0, gt=0)
+    #: Reader tasks running at once (one input unit each); 0: as many as free CPUs allow.
+    readers: int = Field(0, ge=0)
     mixed_precision: bool = True
     kde_grid: int = Field(512, ge=16)
     log_every_s: float = Field(30.0, gt=0)

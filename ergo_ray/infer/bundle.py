@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["ModelBundle", "load_bundle"]
+__all__ = ["ModelBundle", "default_device", "load_bundle"]
 
 
 
@@ -468,6 +469,39 @@ class ModelBundle:
         )
 
 
+def _ray_assigned_gpus() -> float:
+    """GPUs Ray reserved for this task or actor (0 outside Ray or in a driver)."""
+    ray = sys.modules.get("ray")  # never import Ray just to ask
+    if ray is None or not ray.is_initialized():
+        return 0.0
+    return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+
+
+def default_device() -> torch.device:
+    """Return CUDA when torch sees a CUDA device, else the CPU.
+
+    A Ray task or actor that holds a ``GPU`` resource but whose torch sees no CUDA
+    device (a CPU-only torch build, a missing driver, or a logical ``GPU`` resource
+    with no device behind it, as on a test cluster) runs on the CPU, with a warning.
+
+    Returns
+    -------
+    torch.device
+        ``cuda`` or ``cpu``.
+    """
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    gpus = _ray_assigned_gpus()
+    if gpus > 0:
+        log.warning(
+            "Ray assigned %g GPU to this process but torch %s sees no CUDA device "
+            "(torch.cuda.is_available() is False); the model runs on the CPU",
+            gpus,
+            torch.__version__,
+        )
+    return torch.device("cpu")
+
+
 def load_bundle(
     url: str,
     storage: StorageConfig | None = None,
@@ -482,7 +516,8 @@ def load_bundle(
     storage : StorageConfig, optional
         Storage settings.
     device : str or torch.device, optional
-        Default: CUDA if available, else CPU.
+        Default: :func:`default_device` (CUDA if available, else the CPU, with a warning
+        when Ray assigned this process a GPU that torch cannot use).
 
     Returns
     -------
@@ -494,10 +529,6 @@ def load_bundle(
     CheckpointError
         If the bundle is incomplete, a file fails its sha256 check, or the weights do not fit.
     """
-    dev = (
-        torch.device(device)
-        if device
-        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    )
+    dev = torch.device(device) if device else default_device()
     manifest, files = read_verified(url, storage)
     return ModelBundle(url, manifest, files, dev)

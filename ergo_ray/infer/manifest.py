@@ -78,6 +78,10 @@ META_ERRORS = b"ergo_ray.errors"
 #: ``ergo_ray.kind`` of a posterior catalogue part.
 KIND_POSTERIOR = b"posterior-catalog"
 
+#: Low-cardinality columns of a part, dictionary-encoded; the float summaries and the IDs
+#: are unique per row, where dictionary encoding costs 2.6x the write time for nothing.
+DICTIONARY_COLUMNS = ("domain", "status", "error")
+
 PLAN_VERSION = 1
 _PART_RE = re.compile(r"^part-([0-9a-f]{20})\.parquet$")
 
@@ -317,11 +321,14 @@ class Manifest:
 
     # ----------------------------------------------------------------- parts
     def done_keys(self) -> set[str]:
-        """Return the keys of this job's units whose part exists (one listing)."""
-        try:
-            files = storage.list_files(self.layout.parts, self.storage_cfg, (".parquet",))
-        except StorageError:
-            return set()
+        """Return the keys of this job's units whose part exists (one listing).
+
+        No ``parts/`` folder means no unit is done yet; one that cannot be listed raises
+        :class:`~ergo_ray.errors.StorageError` (resuming blind would redo or race with
+        parts that exist).
+        """
+        files = storage.list_files(self.layout.parts, self.storage_cfg, (".parquet",),
+                                   missing_ok=True)
         keys = set()
         for f in files:
             m = _PART_RE.match(posixpath.basename(f))
@@ -345,7 +352,8 @@ class Manifest:
             All its rows, with the catalogue schema and metadata.
         """
         with storage.open_write(self.layout.part(unit.key), self.storage_cfg) as fh:
-            pq.write_table(table, fh, compression="zstd")
+            pq.write_table(table, fh, compression="zstd", use_dictionary=[
+                c for c in DICTIONARY_COLUMNS if c in table.column_names])
 
     def clean_temporary(self) -> int:
         """Remove temporary files left in ``parts/`` by a killed local run.

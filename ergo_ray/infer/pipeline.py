@@ -3,12 +3,27 @@
 The job (``ergo-ray catalog``)::
 
     units (driver: discovery, minus units already done)
-      └─ read_units            CPU tasks: read a prepared shard, or read raw FITS / raw shards
-         │                     and prepare every image with ergo_ray.preprocess.prepare_image
+      └─ read_units            CPU tasks (1 CPU each, their own operator): read a prepared
+         │                     shard, or read raw FITS / raw shards and prepare every image
+         │                     with ergo_ray.preprocess.prepare_image; each unit's rows are
+         │                     cut into blocks of at most ``batch_size`` galaxies
          └─ PosteriorPredictor actor pool (ActorPoolStrategy, GPUs if asked): representation →
-            │                  posterior samples → summaries → OOD score, in one pass
-            └─ driver          groups rows by unit; when a unit is complete, writes its part
-                               OUT/parts/part-<unit key>.parquet in one atomic write
+            │                  posterior samples → summaries → OOD score, in one pass; each
+            │                  actor task is one block, so N actors share the galaxies
+            │                  whatever the number of units
+            └─ driver          groups rows by unit; as soon as a unit is complete, a write
+                               thread writes its part OUT/parts/part-<unit key>.parquet in
+                               one atomic write
+
+The reader and the model actors are separate Ray Data operators: the reader's
+``map_batches`` is fused with the block-cutting ``repartition(target_num_rows_per_block=...)``
+(same remote arguments), and Ray Data never fuses an operator after a repartition into the
+actor pool, so reading overlaps with the model instead of running inside the actor.
+Rows in flight are bounded independently of the catalogue's size: at most
+``readers`` reader tasks run at once (each holding one unit), Ray Data's streaming executor
+caps each operator's queued output by its object-store budget, every actor runs at most
+:data:`TASKS_PER_ACTOR` blocks at a time, and the driver holds only the rows of units
+not yet complete.
 
 Exactly once: see :mod:`ergo_ray.infer.manifest`. In short, one output part per input unit,
 named by a hash of the unit, written atomically only when all of the unit's rows are back;
@@ -47,7 +62,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ergo_ray import __version__
-from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
+from ergo_ray.errors import CheckpointError, ConfigError, InputError
 from ergo_ray.infer.manifest import (
     CatalogLayout,
     CatalogStats,
@@ -67,10 +82,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-#: CPUs reserved by one reader task. Raw input runs the preprocessing; prepared input only
-#: decodes Parquet, but a fraction would let Ray start several worker processes per core,
-#: which on a laptop costs more (process start-up, imports) than it overlaps.
-READER_CPUS = {"raw": 1.0, "prepared": 1.0}
+#: CPUs reserved by one reader task. One whole CPU: raw input runs the preprocessing, and
+#: a fraction would let Ray start several worker processes per core, which on a laptop
+#: costs more (process start-up, imports) than it overlaps. It must also equal the remote
+#: arguments of Ray Data's repartition operator (1 CPU) so that the block cutting is fused
+#: into the reader task instead of running as one more operator.
+READER_CPUS = 1.0
+#: Blocks (of ``batch_size`` galaxies) an actor holds at once: one computing, one queued.
+TASKS_PER_ACTOR = 2
 #: ``prepare_image`` settings taken from the bundle for raw input (besides ``size``).
 PREPARE_KEYS = ("crop_factor", "stretch", "central_box_px", "detect_nsigma", "min_area_px")
 #: Part metadata that describes one unit, dropped from the merged file.
@@ -109,6 +128,10 @@ class CatalogOptions:
         Autocast the encoder on CUDA.
     log_every_s : float
         Seconds between progress lines.
+    readers : int or None
+        Reader tasks running at once (each reads one unit); None: as many as the cluster's
+        free CPUs allow. Bounds the rows being read, with Ray Data's per-operator
+        object-store budget bounding the rows queued between readers and actors.
     """
 
     model: str
@@ -126,6 +149,7 @@ class CatalogOptions:
     merge: bool = False
     mixed_precision: bool = True
     log_every_s: float = 30.0
+    readers: int | None = None
 
     def check(self) -> None:
         """Validate the options (before any Ray work).
@@ -143,6 +167,9 @@ class CatalogOptions:
             raise ConfigError(msg)
         if self.batch_size < 1 or int(self.batch_size) != self.batch_size:
             msg = f"--batch-size must be a positive integer, got {self.batch_size}"
+            raise ConfigError(msg)
+        if self.readers is not None and self.readers < 1:
+            msg = f"--readers must be >= 1, got {self.readers}"
             raise ConfigError(msg)
         if self.gpus_per_actor < 0 or self.cpus_per_actor <= 0:
             msg = (f"--gpus-per-actor must be >= 0 and cpus per actor > 0, got "
@@ -210,23 +237,23 @@ def discover_units(in_url: str, storage_cfg: StorageConfig | None = None
     ------
     InputError
         If the URL holds nothing readable.
+    StorageError
+        If ``shards/`` or ``errors/`` exists but cannot be listed (naming the URL).
     """
     if in_url.endswith(".parquet"):
         shards = [in_url]
     else:
-        try:
-            shards = storage.list_files(storage.join(in_url, "shards"), storage_cfg, (".parquet",))
-        except StorageError:
-            shards = []
+        # no shards/ folder: raw input; one that cannot be listed is an error (StorageError)
+        shards = storage.list_files(storage.join(in_url, "shards"), storage_cfg,
+                                    (".parquet",), missing_ok=True)
     if shards and _file_kind(shards[0], storage_cfg) == b"prepared-shard":
         units = [WorkUnit.make("prepared", storage.redact(u), {"url": u},
                                identity=storage.redact(u)) for u in shards]
         if not in_url.endswith(".parquet"):
-            try:
-                errs = storage.list_files(storage.join(in_url, "errors"), storage_cfg,
-                                          (".parquet",))
-            except StorageError:
-                errs = []
+            # no errors/ folder: prepare rejected nothing; an unreadable one fails the job,
+            # since the objects listed there would otherwise vanish from the catalogue
+            errs = storage.list_files(storage.join(in_url, "errors"), storage_cfg,
+                                      (".parquet",), missing_ok=True)
             units += [WorkUnit.make("prepare-errors", storage.redact(u), {"url": u},
                                     identity=storage.redact(u)) for u in errs]
         return units, "prepared"
@@ -265,7 +292,7 @@ def _raw_source(unit: Mapping[str, Any]) -> str:
 # ------------------------------------------------------------------- the dataset
 def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
                   storage_cfg: StorageConfig | None, *, image_size: int,
-                  preprocess: Mapping[str, Any], input_kind: str) -> ray.data.Dataset:
+                  preprocess: Mapping[str, Any]) -> ray.data.Dataset:
     """Return the lazy Ray dataset of model outputs for ``units``.
 
     Parameters
@@ -280,13 +307,12 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
         The model's input side.
     preprocess : mapping
         ``prepare_image`` keyword arguments for raw input.
-    input_kind : str
-        ``"prepared"`` or ``"raw"`` (sizes the reader tasks).
 
     Returns
     -------
     ray.data.Dataset
-        Rows of :func:`ergo_ray.infer.predictors.output_schema`.
+        Rows of :func:`ergo_ray.infer.predictors.output_schema`, in blocks of at most
+        ``opts.batch_size`` rows, each block from one actor task.
     """
     import ray.data
 
@@ -296,8 +322,10 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
         read_units, batch_size=1, batch_format="numpy",
         fn_kwargs={"storage_cfg": storage_cfg, "image_size": image_size,
                    "preprocess": dict(preprocess)},
-        num_cpus=READER_CPUS.get(input_kind, 1.0),
+        num_cpus=READER_CPUS,
+        concurrency=opts.readers,
     )
+    ds = ds.repartition(target_num_rows_per_block=int(opts.batch_size))
     actor_kw: dict[str, Any] = {"num_cpus": opts.cpus_per_actor}
     if opts.gpus_per_actor > 0:
         actor_kw["num_gpus"] = opts.gpus_per_actor
@@ -307,13 +335,16 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
         batch_format="pyarrow",
         zero_copy_batch=True,
         compute=ray.data.ActorPoolStrategy(min_size=opts.actors_min, max_size=opts.actors_max,
-                                           max_tasks_in_flight_per_actor=2),
+                                           max_tasks_in_flight_per_actor=TASKS_PER_ACTOR),
         fn_constructor_kwargs={
             "model": opts.model, "storage_cfg": storage_cfg, "n_samples": opts.n_samples,
             "seed": opts.seed, "keep_representation": opts.keep_representation,
             "mixed_precision": opts.mixed_precision,
             "threads": max(1, int(opts.cpus_per_actor)),
             "actors_url": CatalogLayout(opts.out).actors_dir,
+            # an actor without a GPU share stays on the CPU even where CUDA is visible;
+            # with one, CUDA, or the CPU with a warning where torch sees no device
+            "device": None if opts.gpus_per_actor > 0 else "cpu",
         },
         **actor_kw,
     )
@@ -322,6 +353,11 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
 # --------------------------------------------------------------------- collector
 class UnitCollector:
     """Group model outputs by unit on the driver and write each unit's part when complete.
+
+    The per-row work is vectorised (Arrow and numpy, no Python loop over rows), and the
+    Parquet encoding and writing of parts run on a thread pool, so the driver keeps up
+    with many actors; :func:`bench_catalog.collector_rate <bench.bench_catalog>` measures
+    its rows per second. Only the rows of incomplete units are held.
 
     Parameters
     ----------
@@ -334,19 +370,19 @@ class UnitCollector:
     threads : int
         Concurrent part writes.
     on_write : callable, optional
-        Called with the unit key after its part is written (tests, hooks).
+        Called with the unit key and the rows received so far (this run) after its part
+        is written (tests, hooks).
     """
 
     def __init__(self, manifest: Manifest, schema: pa.Schema, progress: ProgressLog,
                  threads: int = WRITE_THREADS,
-                 on_write: Callable[[str], None] | None = None) -> None:
+                 on_write: Callable[[str, int], None] | None = None) -> None:
         self.manifest = manifest
         self.schema = schema
         self.progress = progress
         self.on_write = on_write
         self._buffers: dict[str, list[pa.Table]] = {}
-        self._seen: dict[str, set[int]] = {}
-        self._expected: dict[str, int] = {}
+        self._seen: dict[str, np.ndarray] = {}
         self._pool = ThreadPoolExecutor(max_workers=threads)
         self._futures: set[Future[None]] = set()
         self._lock = threading.Lock()
@@ -355,71 +391,92 @@ class UnitCollector:
         self.actor_nodes: dict[str, str] = {}
         self.first_error: str | None = None
         self.duplicate_rows = 0
+        #: Most rows held at once for incomplete units (a bound on the driver's memory).
+        self.peak_buffered_rows = 0
+        self._buffered_rows = 0
 
     def add(self, batch: pa.Table) -> None:
         """Take one batch of model outputs (any units, any order, possibly repeated rows)."""
         if batch.num_rows == 0:
             return
         units = batch.column("_unit")
-        for key in pc.unique(units).to_pylist():
-            part = batch.filter(pc.equal(units, key))
-            self._add_unit(key, part)
+        keys = pc.unique(units).to_pylist()
+        if len(keys) == 1:
+            self._add_unit(keys[0], batch)
+        else:
+            for key in keys:
+                self._add_unit(key, batch.filter(pc.equal(units, key)))
         self._reap(block=False)
 
     def _add_unit(self, key: str, part: pa.Table) -> None:
-        expected = int(part.column("_unit_rows")[0].as_py())
-        self._expected[key] = expected
-        seen = self._seen.setdefault(key, set())
         seq = part.column("_seq").to_numpy()
+        seen = self._seen.get(key)
+        if seen is None:
+            expected = int(part.column("_unit_rows")[0].as_py())
+            seen = self._seen[key] = np.zeros(max(expected, 0), bool)
+        valid = seq >= 0
         keep = np.zeros(len(seq), bool)
-        for i, s in enumerate(seq.tolist()):
-            if s >= 0 and s not in seen:
-                seen.add(s)
-                keep[i] = True
-        self.duplicate_rows += int(((seq >= 0) & ~keep).sum())
+        if valid.any():
+            idx = np.flatnonzero(valid)
+            _, first = np.unique(seq[idx], return_index=True)
+            idx = idx[first]
+            idx = idx[~seen[seq[idx]]]
+            keep[idx] = True
+            seen[seq[idx]] = True
+        self.duplicate_rows += int(valid.sum() - keep.sum())
         if keep.any():
-            new = part.filter(pa.array(keep))
+            new = part if keep.all() else part.filter(pa.array(keep))
             self._buffers.setdefault(key, []).append(new)
-            status = new.column("status")
-            n_err = int(pc.sum(pc.equal(status, "error")).as_py() or 0)
-            if n_err and self.first_error is None:
-                errs = new.filter(pc.equal(status, "error")).column("error")
-                self.first_error = str(errs[0].as_py())
-            self.progress.add_rows(new.num_rows, n_err)
-            for (node, actor), c in Counter(zip(new.column("_node").to_pylist(),
-                                                new.column("_actor").to_pylist(),
-                                                strict=True)).items():
-                self.nodes[node] += c
-                self.actors[actor] += c
-                self.actor_nodes[actor] = node
-        if len(seen) >= expected:
+            self._buffered_rows += new.num_rows
+            self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffered_rows)
+            self._count(new)
+        if seen.all():
             self._complete(key)
+
+    def _count(self, new: pa.Table) -> None:
+        status = new.column("status")
+        n_err = int(pc.sum(pc.equal(status, "error")).as_py() or 0)
+        if n_err and self.first_error is None:
+            errs = new.filter(pc.equal(status, "error")).column("error")
+            self.first_error = str(errs[0].as_py())
+        self.progress.add_rows(new.num_rows, n_err)
+        counts = pc.value_counts(pc.binary_join_element_wise(
+            new.column("_actor"), new.column("_node"), "\x00"))
+        for item in counts.to_pylist():
+            actor, node = str(item["values"]).split("\x00", 1)
+            self.nodes[node] += int(item["counts"])
+            self.actors[actor] += int(item["counts"])
+            self.actor_nodes[actor] = node
 
     def _complete(self, key: str) -> None:
         tables = self._buffers.pop(key, [])
         self._seen.pop(key, None)
-        self._expected.pop(key, None)
         unit = self.manifest.by_key[key]
+        rows = sum(t.num_rows for t in tables)
+        self._buffered_rows -= rows
+        fut = self._pool.submit(self._write, unit, tables, self.progress.rows)
+        self._futures.add(fut)
+        if len(self._futures) > 4 * WRITE_THREADS:
+            self._reap(block=True)
+
+    def _write(self, unit: WorkUnit, tables: list[pa.Table], rows_so_far: int) -> None:
         names = self.schema.names
         if tables:
-            t = pa.concat_tables(tables).sort_by("_seq").select(names)
+            t = pa.concat_tables(tables)
+            if not (np.diff(t.column("_seq").to_numpy()) > 0).all():
+                t = t.sort_by("_seq")
+            t = t.select(names)
         else:
             t = self.schema.empty_table()
         n_err = int(pc.sum(pc.equal(t.column("status"), "error")).as_py() or 0) if len(t) else 0
         meta = part_metadata(self.schema.metadata or {}, unit, t.num_rows, n_err)
         meta.update(string_lengths([t]))
         table = t.cast(self.schema).replace_schema_metadata(meta)
-        fut = self._pool.submit(self._write, unit, table)
-        self._futures.add(fut)
-        if len(self._futures) > 4 * WRITE_THREADS:
-            self._reap(block=True)
-
-    def _write(self, unit: WorkUnit, table: pa.Table) -> None:
         self.manifest.write_part(unit, table)
         with self._lock:
             self.progress.unit_finished(table.num_rows)
         if self.on_write is not None:
-            self.on_write(unit.key)
+            self.on_write(unit.key, rows_so_far)
 
     def _reap(self, block: bool) -> None:
         if not self._futures:
@@ -433,7 +490,7 @@ class UnitCollector:
     @property
     def incomplete(self) -> list[str]:
         """Keys of units with some but not all rows received."""
-        return sorted(self._expected)
+        return sorted(self._seen)
 
     def close(self) -> None:
         """Wait for every pending write; raise the first write error."""
@@ -488,7 +545,7 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
                 config_json: str = "{}", *,
                 on_start: Callable[[], None] | None = None,
                 start_ray: Callable[[], None] | None = None,
-                on_write: Callable[[str], None] | None = None) -> CatalogResult:
+                on_write: Callable[[str, int], None] | None = None) -> CatalogResult:
     """Make (or finish) the posterior catalogue of ``opts.input`` under ``opts.out``.
 
     The model bundle, the input and the output folder are all checked before Ray is
@@ -509,7 +566,7 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
     start_ray : callable, optional
         Called once, just before the first Ray work.
     on_write : callable, optional
-        Called with each unit key after its part is written.
+        Called with each unit key and the rows received so far after its part is written.
 
     Returns
     -------
@@ -550,7 +607,7 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
                  opts.actors_min, opts.actors_max, opts.gpus_per_actor,
                  opts.batch_size, opts.n_samples)
         ds = build_dataset(pending, opts, storage_cfg, image_size=image_size,
-                           preprocess=preprocess, input_kind=kind)
+                           preprocess=preprocess)
         _drain(ds, collector, progress)
     progress.maybe_log(force=True)
     manifest.clean_temporary()
@@ -606,21 +663,12 @@ def _write_actors(manifest: Manifest, collector: UnitCollector,
     """Merge the actors' start records with this run's row counts into ``actors.json``."""
     lay = manifest.layout
     started: list[dict[str, Any]] = []
-    try:
-        files = storage.list_files(lay.actors_dir, storage_cfg, (".json",))
-    except StorageError:
-        files = []
-    for f in files:
-        try:
-            started.append(json.loads(storage.read_bytes(f, storage_cfg)))
-        except (ValueError, StorageError):
-            continue
+    # no folder: no actor has started (every unit was done before this run)
+    for f in storage.list_files(lay.actors_dir, storage_cfg, (".json",), missing_ok=True):
+        started.append(_json_record(f, storage_cfg))
     runs: list[dict[str, Any]] = []
     if storage.exists(lay.actors, storage_cfg):
-        try:
-            runs = list(json.loads(storage.read_bytes(lay.actors, storage_cfg)).get("runs", []))
-        except (ValueError, StorageError):
-            runs = []
+        runs = list(_json_record(lay.actors, storage_cfg).get("runs", []))
     if collector.nodes:
         runs.append({
             "finished": time.time(),
@@ -634,6 +682,16 @@ def _write_actors(manifest: Manifest, collector: UnitCollector,
     body = {"nodes": dict(nodes), "runs": runs, "started_actors": started}
     storage.write_bytes(lay.actors, json.dumps(body, indent=2).encode(), storage_cfg)
     return dict(nodes)
+
+
+def _json_record(url: str, storage_cfg: StorageConfig | None) -> dict[str, Any]:
+    """Read one JSON record of the job's bookkeeping; a corrupt one is a CheckpointError."""
+    try:
+        return dict(json.loads(storage.read_bytes(url, storage_cfg)))
+    except (ValueError, TypeError) as err:
+        msg = (f"{storage.redact(url)}: corrupt record of this catalogue job ({err}); "
+               "remove it and re-run the same command")
+        raise CheckpointError(msg) from err
 
 
 def _part_tables(manifest: Manifest, storage_cfg: StorageConfig | None) -> Iterable[pa.Table]:

@@ -317,19 +317,25 @@ class PosteriorPredictor:
     threads : int
         Torch intra-op threads on CPU (the actor's CPU share).
     actors_url : str, optional
-        Folder where the actor writes ``<node>-<pid>.json`` (node id, pid) as it starts.
+        Folder where the actor writes ``<node>-<pid>.json`` (node id, pid, device) as it
+        starts.
+    device : str, optional
+        Where the model runs: ``"cuda"`` for an actor that reserved a GPU, ``"cpu"`` for
+        one that did not (Ray leaves the node's GPUs visible to it); default CUDA if
+        available.
     """
 
     def __init__(self, model: str, storage_cfg: StorageConfig | None, n_samples: int,
                  seed: int, keep_representation: bool = False, mixed_precision: bool = True,
-                 threads: int = 1, actors_url: str | None = None) -> None:
+                 threads: int = 1, actors_url: str | None = None,
+                 device: str | None = None) -> None:
         import torch
 
         from ergo_ray.infer.bundle import load_bundle
 
-        if not torch.cuda.is_available():
+        self.bundle = load_bundle(model, storage_cfg, device=device)
+        if self.bundle.device.type == "cpu":
             torch.set_num_threads(max(1, int(threads)))
-        self.bundle = load_bundle(model, storage_cfg)
         self.n_samples = int(n_samples)
         self.seed = int(seed)
         self.keep_representation = bool(keep_representation)

@@ -34,7 +34,7 @@ from ergo_ray.ingest.tng import (
     read_snapshot_table,
     truth_from_catalogues,
 )
-from ergo_ray.io import storage
+from ergo_ray.io import sources, storage
 from ergo_ray.io.catalog import part_name, rows_to_table, write_part
 
 log = logging.getLogger("ergo_ray")
@@ -223,7 +223,13 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
     import ray
 
     snapshots = read_snapshot_table(storage.read_bytes(opts.snapshots, store), opts.snapshots)
-    urls = storage.list_files(opts.images, store, (".fits", ".fits.gz"))
+    urls = storage.list_files(opts.images, store)
+    base = storage.locate(opts.images).url
+    others = sources.unrecognised_units(urls, base, "tng-fits")
+    outside = sum(
+        1 for u in urls
+        if (p := parse_image_name(u)) and not opts.snap_min <= p.snap <= opts.snap_max
+    )
     plan = plan_chunks(urls, opts.snap_min, opts.snap_max, opts.chunk)
     if not plan:
         msg = (f"{storage.redact(opts.images)}: no shalo_*_HSC_GRI(ZY).fits files in snapshots "
@@ -243,7 +249,13 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
     task = ray.remote(num_cpus=0.5, max_retries=3)(ingest_chunk)
     pending = [task.remote(opts, snap, files, snapshots, roots_by_snap.get(snap), i, store)
                for i, (snap, files) in enumerate(plan)]
-    totals = {"rows": 0, "errors": 0, "selected_out": 0}
+    totals = {"rows": 0, "errors": 0, "selected_out": 0, "outside_snap_range": outside}
+    if others:  # every file is accounted for: one error row per file no reader knows
+        errors = [{"object_id": None, "input_url": storage.redact(u["url"]),
+                   "reason": u["reason"], "message": u["message"]} for u in others]
+        write_part(storage.join(opts.out, ERRORS_DIR, part_name(len(plan))),
+                   pa.Table.from_pylist(errors), store, kind="errors")
+        totals["errors"] += len(errors)
     done = 0
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)

@@ -115,8 +115,9 @@ def _check_unit(unit: sources.Unit, part: int, out: str, store: StorageConfig | 
     errors: list[dict[str, Any]] = []
     for row, result in sources.read_unit(unit, store):
         if isinstance(result, Exception):
+            where = storage.join(unit["base"], row["file"]) if row.get("file") else unit["base"]
             errors.append({"object_id": row.get("object_id"),
-                           "input_url": storage.redact(unit["base"]),
+                           "input_url": storage.redact(where),
                            "reason": getattr(result, "reason", None) or type(result).__name__,
                            "message": str(result)})
         else:

@@ -31,7 +31,8 @@ from ergo_ray.errors import InputError
 MASS_UNIT = 1e10 / H_LITTLE
 
 _NAME = re.compile(
-    r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?\.fits(?:\.gz)?$"
+    r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?"
+    r"\.fits(?:\.gz|\.fz)?$"
 )
 
 

@@ -9,7 +9,8 @@ Two layouts (formats research §1.2–1.5, §2.2–2.3):
   (or ``_HSC_GRIZY``), with HDUs ``SUBARU_HSC.{G,R,I}`` and ``SUBARU_HSC.{F} MASK``,
   ``... VARIANCE``, ``... PSF``, in AB nanomaggies.
 
-Every reader finds HDUs by ``EXTNAME`` (never by index), accepts gzip-compressed files,
+Every reader finds HDUs by ``EXTNAME`` (never by index), accepts gzip-compressed files
+(``.fits.gz``) and tile-compressed ones (``.fits.fz``, RICE/GZIP ``CompImageHDU``s),
 and returns a :class:`~ergo_ray.io.cutout.Cutout`: float32 (3, H, W), bands g, r, i, in
 zero-point-27 units, with the mask re-mapped onto the canonical HSC bit numbers
 (:data:`HSC_MASK_PLANES`) so that :meth:`Cutout.bad_pixels` works whatever the file used.
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
 
 __all__ = [
+    "FITS_SUFFIXES",
     "HSC_MASK_PLANES",
     "HscCutoutName",
     "TngMockName",
@@ -92,12 +94,15 @@ HSC_MASK_PLANES: dict[str, int] = {
 
 _HSC_NAME = re.compile(
     r"^(?P<lineno>\d+)-(?P<kind>cutout|coadd\+bg)-HSC-(?P<band>[GRIZY])-(?P<tract>\d+)-"
-    r"(?P<rerun>[A-Za-z0-9_]+)\.fits(?P<gz>\.gz)?$"
+    r"(?P<rerun>[A-Za-z0-9_]+)\.fits(?P<gz>\.gz|\.fz)?$"
 )
 _TNG_NAME = re.compile(
     r"^shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-9])_HSC_(?P<bands>GRIZY|GRI)"
-    r"\.fits(?P<gz>\.gz)?$"
+    r"\.fits(?P<gz>\.gz|\.fz)?$"
 )
+#: Name endings of the FITS files every reader accepts: plain, gzip, and tile-compressed
+#: (``.fits.fz``: ``CompImageHDU`` extensions, found by ``EXTNAME`` like any other HDU).
+FITS_SUFFIXES: tuple[str, ...] = (".fits", ".fits.gz", ".fits.fz")
 _FITS_BLOCK = 2880
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -123,6 +128,8 @@ class HscCutoutName:
         ``"cutout"`` (coadd) or ``"coadd+bg"``.
     compressed : bool
         Whether the name ends in ``.gz``.
+    tile_compressed : bool
+        Whether the name ends in ``.fz`` (tile-compressed image HDUs).
     """
 
     lineno: int
@@ -131,13 +138,15 @@ class HscCutoutName:
     rerun: str = "pdr3_wide"
     kind: str = "cutout"
     compressed: bool = False
+    tile_compressed: bool = False
 
     @property
     def filename(self) -> str:
         """The file name this record describes."""
-        return hsc_cutout_name(
+        name = hsc_cutout_name(
             self.lineno, self.band, self.tract, self.rerun, self.kind, self.compressed
         )
+        return name + ".fz" if self.tile_compressed else name
 
 
 def hsc_cutout_name(
@@ -196,7 +205,8 @@ def parse_hsc_cutout_name(name: str) -> HscCutoutName | None:
         tract=int(m["tract"]),
         rerun=m["rerun"],
         kind=m["kind"],
-        compressed=bool(m["gz"]),
+        compressed=m["gz"] == ".gz",
+        tile_compressed=m["gz"] == ".fz",
     )
 
 
@@ -216,6 +226,8 @@ class TngMockName:
         ``"GRI"`` or ``"GRIZY"``.
     compressed : bool
         Whether the name ends in ``.gz``.
+    tile_compressed : bool
+        Whether the name ends in ``.fz`` (tile-compressed image HDUs).
     """
 
     snap: int
@@ -223,13 +235,15 @@ class TngMockName:
     projection: int
     bands: str = "GRI"
     compressed: bool = False
+    tile_compressed: bool = False
 
     @property
     def filename(self) -> str:
         """The file name this record describes."""
-        return tng_mock_name(
+        name = tng_mock_name(
             self.snap, self.subhalo, self.projection, self.bands, self.compressed
         )
+        return name + ".fz" if self.tile_compressed else name
 
 
 def tng_mock_name(
@@ -276,7 +290,12 @@ def parse_tng_mock_name(name: str) -> TngMockName | None:
     if not m:
         return None
     return TngMockName(
-        int(m["snap"]), int(m["subhalo"]), int(m["proj"]), m["bands"], bool(m["gz"])
+        int(m["snap"]),
+        int(m["subhalo"]),
+        int(m["proj"]),
+        m["bands"],
+        m["gz"] == ".gz",
+        m["gz"] == ".fz",
     )
 
 

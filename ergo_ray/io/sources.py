@@ -7,6 +7,12 @@ three files per object). :func:`discover` lists the work as small picklable *uni
 shard, or up to ``max_objects`` FITS objects with their catalogue rows) that Ray tasks can
 read independently; :func:`read_unit` yields ``(row, Cutout)`` per object, or
 ``(row, BadObjectError)`` for an object that cannot be read. A bad file never stops a read.
+
+Every file under the folder is accounted for: it is read (an image of an object, a
+table under ``catalog/``, ``truth/`` or ``errors/``, ergo_ray's ``_``/``.`` bookkeeping),
+or it becomes a unit of kind ``unrecognised`` whose one row is an error with the reason
+``unrecognised_file`` or ``unsupported_compression``. An image file with no row in the
+catalogue joined to it is an object with the reason ``no_catalog_row``.
 """
 
 from __future__ import annotations
@@ -18,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from ergo_ray.errors import BadObjectError, FitsFormatError, InputError, StorageError
 from ergo_ray.io import storage as st
-from ergo_ray.io.catalog import CATALOG_DIR, read_catalog
+from ergo_ray.io.catalog import CATALOG_DIR, TRUTH_DIR, read_catalog
 from ergo_ray.io.cutout import Cutout
 from ergo_ray.io.fits import (
+    FITS_SUFFIXES,
     hsc_cutout_name,
     parse_hsc_cutout_name,
     parse_tng_mock_name,
@@ -33,7 +40,16 @@ from ergo_ray.types import RAW_BANDS
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
 
-__all__ = ["FORMATS", "Unit", "detect_format", "discover", "iter_survey", "read_unit"]
+__all__ = [
+    "FORMATS",
+    "UNRECOGNISED",
+    "Unit",
+    "detect_format",
+    "discover",
+    "iter_survey",
+    "read_unit",
+    "unrecognised_units",
+]
 
 log = logging.getLogger("ergo_ray")
 
@@ -41,8 +57,19 @@ log = logging.getLogger("ergo_ray")
 Unit = dict[str, Any]
 #: Layouts a survey folder may have.
 FORMATS: tuple[str, ...] = ("shards", "tng-fits", "hsc-fits")
+#: The unit kind of a file no reader knows (one error row per file).
+UNRECOGNISED = "unrecognised"
 SHARDS_DIR = "shards"
-_FITS_SUFFIXES = (".fits", ".fits.gz")
+#: Folders of tables (Parquet) that a survey folder may hold beside its images.
+_TABLE_DIRS = (CATALOG_DIR, TRUTH_DIR, "errors")
+#: Whole-file compressions no reader decompresses (``.gz`` and ``.fz`` are read).
+_UNSUPPORTED_COMPRESSION = (".bz2", ".xz", ".lzma", ".zst", ".lz4", ".z", ".zip", ".7z",
+                            ".tar", ".tgz")
+_EXPECTED = {
+    "shards": "shards/part-*.parquet",
+    "tng-fits": "shalo_{snap}-{subhalo}_v{projection}_HSC_GRI.fits[.gz|.fz]",
+    "hsc-fits": "{lineno}-cutout-HSC-{G,R,I}-{tract}-{rerun}.fits[.gz|.fz]",
+}
 
 
 def _rel(url: str, base: str) -> str:
@@ -116,7 +143,9 @@ def discover(
     -------
     list of Unit
         Dicts with ``kind`` (``shards``, ``tng-fits``, ``hsc-fits``), ``base`` (the folder)
-        and either ``url`` (one shard) or ``items`` (objects with their ``row`` and files).
+        and either ``url`` (one shard) or ``items`` (objects with their ``row`` and files);
+        then one ``unrecognised`` unit (``url``, ``reason``, ``message``) per file
+        no reader knows.
 
     Raises
     ------
@@ -137,10 +166,19 @@ def discover(
         )
         raise InputError(msg, url)
     base = loc.url
+    others = unrecognised_units(files, base, fmt)
+    if others:
+        log.warning(
+            "%s: %d file(s) no reader knows (e.g. %s); each becomes an error row",
+            st.redact(url),
+            len(others),
+            st.redact(others[0]["url"]),
+        )
     if fmt == "shards":
-        return [
+        shards = [
             {"kind": "shards", "base": base, "url": f} for f in files if _is_shard(f)
         ]
+        return shards + others
     rows = _load_rows(url, catalog_url, storage)
     if fmt == "tng-fits":
         items = _tng_items(files, base, rows)
@@ -148,10 +186,74 @@ def discover(
         items = _hsc_items(files, base, rows)
     log.debug("discovered %d %s objects under %s", len(items), fmt, st.redact(url))
     size = max(1, int(max_objects))
-    return [
+    units = [
         {"kind": fmt, "base": base, "items": items[i : i + size]}
         for i in range(0, len(items), size)
     ]
+    return units + others
+
+
+def _recognised(rel: str, fmt: str) -> bool:
+    """Whether a file (relative to the folder) is one of the layout's, or a table."""
+    parts = rel.split("/")
+    if any(p.startswith(("_", ".")) for p in parts):
+        return True  # ergo_ray's bookkeeping (``_meta/``, ``_parts/``), hidden files
+    if len(parts) > 1 and parts[0] in _TABLE_DIRS and rel.endswith(".parquet"):
+        return True
+    if fmt == "shards":
+        return _is_shard(rel)
+    if fmt == "tng-fits":
+        return parse_tng_mock_name(rel) is not None
+    return parse_hsc_cutout_name(rel) is not None
+
+
+def unrecognised_units(files: list[str], base: str, fmt: str) -> list[Unit]:
+    """List the files no reader of a layout knows, one ``unrecognised`` unit each.
+
+    Parameters
+    ----------
+    files : list of str
+        File URLs under ``base``.
+    base : str
+        The survey folder.
+    fmt : str
+        Its layout (one of :data:`FORMATS`).
+
+    Returns
+    -------
+    list of Unit
+        ``kind="unrecognised"``, ``base``, ``url``, ``reason`` (``unrecognised_file`` or
+        ``unsupported_compression``) and ``message`` (naming the file and why), for
+        every file that is neither of the layout nor a table or ergo_ray bookkeeping.
+    """
+    units = []
+    for f in files:
+        rel = _rel(f, base)
+        if _recognised(rel, fmt):
+            continue
+        name = posixpath.basename(rel).lower()
+        other = detect_format([f])
+        if ".fits." in name and not name.endswith(FITS_SUFFIXES):
+            reason = "unsupported_compression"
+            why = (
+                f"compressed as {posixpath.splitext(name)[1]!r}; FITS files are read "
+                f"plain, gzip-compressed (.fits.gz) or tile-compressed (.fits.fz)"
+            )
+        elif name.endswith(_UNSUPPORTED_COMPRESSION):
+            reason = "unsupported_compression"
+            why = "a compressed archive no reader opens"
+        elif other not in (None, fmt):
+            reason = "unrecognised_file"
+            why = f"a {other} file in a {fmt} folder (one folder holds one layout)"
+        else:
+            reason = "unrecognised_file"
+            why = f"not a file of the {fmt} layout ({_EXPECTED[fmt]})"
+        msg = f"{st.redact(f)}: {why}"
+        units.append(
+            {"kind": UNRECOGNISED, "base": base, "url": f, "reason": reason,
+             "message": msg}
+        )
+    return units
 
 
 def _tng_items(
@@ -184,13 +286,11 @@ def _tng_items(
             )
         used.add(name)
         items.append({"row": row, "url": f})
-    extra = len(set(by_name) - used)
-    if extra:
-        log.warning(
-            "%d TNG mock files under %s have no catalogue row; skipped",
-            extra,
-            st.redact(base),
-        )
+    for name in sorted(set(by_name) - used):
+        f = by_name[name]
+        row = {"object_id": name.split(".fits")[0], "file": _rel(f, base)}
+        msg = f"{st.redact(f)}: no row of the catalogue names this file"
+        items.append({"row": row, "url": f, "error": ("no_catalog_row", msg)})
     return items
 
 
@@ -200,7 +300,7 @@ def _hsc_items(
     groups: dict[int, dict[int, dict[str, str]]] = {}
     for f in files:
         p = parse_hsc_cutout_name(f)
-        if p is not None and p.band in RAW_BANDS:
+        if p is not None:  # z, y files too: an object may come without g, r, i
             groups.setdefault(p.lineno, {}).setdefault(p.tract, {})[p.band] = f
 
     def pick(lineno: int) -> tuple[int | None, dict[str, str]]:
@@ -208,8 +308,10 @@ def _hsc_items(
         if not tracts:
             return None, {}
         # an object on a tract boundary may come in several tracts: prefer a complete one
-        tract = max(sorted(tracts), key=lambda t: len(tracts[t]))
-        return tract, tracts[tract]
+        tract = max(
+            sorted(tracts), key=lambda t: sum(b in tracts[t] for b in RAW_BANDS)
+        )
+        return tract, {b: f for b, f in tracts[tract].items() if b in RAW_BANDS}
 
     items = []
     if rows is None:
@@ -225,6 +327,7 @@ def _hsc_items(
             }
             items.append({"row": row, "lineno": lineno, "tract": tract, "files": bands})
         return items
+    listed = set()
     for row in rows:
         lineno = row.get("cutout_lineno")
         if lineno is None and row.get("file"):
@@ -233,9 +336,25 @@ def _hsc_items(
         if lineno is None:
             items.append({"row": row, "lineno": None, "tract": None, "files": {}})
             continue
+        listed.add(int(lineno))
         tract, bands = pick(int(lineno))
         items.append(
             {"row": row, "lineno": int(lineno), "tract": tract, "files": bands}
+        )
+    for lineno in sorted(set(groups) - listed):
+        names = sorted(f for t in groups[lineno].values() for f in t.values())
+        row = {
+            "object_id": f"hsc-line-{lineno}",
+            "cutout_lineno": lineno,
+            "file": _rel(names[0], base),
+        }
+        msg = (
+            f"{st.redact(names[0])}: no row of the catalogue has cutout_lineno "
+            f"{lineno} ({len(names)} file(s) of this object)"
+        )
+        items.append(
+            {"row": row, "lineno": lineno, "tract": None, "files": {},
+             "error": ("no_catalog_row", msg)}
         )
     return items
 
@@ -284,16 +403,23 @@ def read_unit(
         The catalogue row and its cutout, or a :class:`BadObjectError` whose message names
         the file and the problem and whose ``reason`` is a short code (``missing_band``,
         ``missing_file``, ``not_fits``, ``truncated``, ``missing_hdu``, ``bad_shape``,
-        ``all_nan``, ``unreadable_file``). An unreadable raw shard yields one error with
-        ``row = {"object_id": None, "file": ...}`` since its objects cannot be listed.
+        ``all_nan``, ``unreadable_file``, ``no_catalog_row``). An unreadable raw shard,
+        and a file no reader knows (``unrecognised_file``, ``unsupported_compression``),
+        yield one error with ``row = {"object_id": None, "file": ...}``.
     """
     kind = unit["kind"]
     if kind == "shards":
         yield from _read_shard_unit(unit, storage)
+    elif kind == UNRECOGNISED:
+        row = {"object_id": None, "file": _rel(unit["url"], unit["base"])}
+        yield row, BadObjectError(unit["message"], None, unit["reason"])
     elif kind == "tng-fits":
         for item in unit["items"]:
             row = dict(item["row"])
             oid = row.get("object_id")
+            if item.get("error"):
+                yield row, BadObjectError(item["error"][1], oid, item["error"][0])
+                continue
             try:
                 cut, info = read_tng_mock(item["url"], storage, oid)
             except (FitsFormatError, BadObjectError, StorageError, InputError) as err:
@@ -307,6 +433,9 @@ def read_unit(
         for item in unit["items"]:
             row = dict(item["row"])
             oid = row.get("object_id")
+            if item.get("error"):
+                yield row, BadObjectError(item["error"][1], oid, item["error"][0])
+                continue
             files = item["files"]
             missing = [b for b in RAW_BANDS if b not in files]
             if missing:

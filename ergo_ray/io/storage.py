@@ -243,7 +243,11 @@ def exists(url: str, storage: StorageConfig | None = None) -> bool:
 
 
 def list_files(
-    url: str, storage: StorageConfig | None = None, suffixes: tuple[str, ...] = ()
+    url: str,
+    storage: StorageConfig | None = None,
+    suffixes: tuple[str, ...] = (),
+    *,
+    missing_ok: bool = False,
 ) -> list[str]:
     """List files under a URL (recursively), sorted, as URLs of the same scheme.
 
@@ -255,6 +259,9 @@ def list_files(
         Storage settings.
     suffixes : tuple of str
         Keep only names ending in one of these (for example ``(".fits", ".fits.gz")``).
+    missing_ok : bool
+        Return an empty list when nothing exists at the URL (a folder not yet written).
+        A URL that exists but cannot be listed (permission, network) still raises.
 
     Returns
     -------
@@ -264,18 +271,23 @@ def list_files(
     Raises
     ------
     StorageError
-        If the URL does not exist or cannot be listed.
+        If the URL does not exist (unless ``missing_ok``) or cannot be listed.
     """
     loc = locate(url)
     fs, path = fsspec_fs(url, storage)
     try:
-        if fs.isfile(path):
-            found = [path]
-        elif fs.isdir(path):
+        try:
+            # info, not isfile/isdir: those answer False to a permission error
+            kind = fs.info(path).get("type")
+        except FileNotFoundError:
+            if missing_ok:
+                return []
+            msg = f"{redact(url)}: no such file or folder"
+            raise StorageError(msg) from None
+        if kind == "directory":
             found = [p for p in fs.find(path) if not p.endswith("/")]
         else:
-            msg = f"{redact(url)}: no such file or folder"
-            raise StorageError(msg)
+            found = [path]
     except StorageError:
         raise
     except Exception as err:

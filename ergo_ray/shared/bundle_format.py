@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from ergo_ray import __version__
-from ergo_ray.errors import CheckpointError, StorageError
+from ergo_ray.errors import CheckpointError, InputError, StorageError
 from ergo_ray.io import storage as st
 
 if TYPE_CHECKING:
@@ -194,15 +194,18 @@ def read_verified(
 
     Raises
     ------
+    InputError
+        If there is no readable manifest at ``url`` (no bundle there).
     CheckpointError
-        If the manifest is missing or malformed, a file is missing, or a digest differs.
+        If the manifest is malformed, a file is missing, or a digest differs.
     """
     where = st.redact(url)
     try:
         raw = st.read_bytes(st.join(url, MANIFEST), storage)
     except StorageError as err:
+        # a path that holds no bundle is the user's mistake naming it (exit status 2)
         msg = f"{where}: not a model bundle (no readable {MANIFEST}): {err}"
-        raise CheckpointError(msg) from err
+        raise InputError(msg, url) from err
     try:
         manifest = json.loads(raw)
         entries = {n: e["sha256"] for n, e in manifest["files"].items()}

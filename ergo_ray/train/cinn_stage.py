@@ -64,22 +64,48 @@ def _encoder_file(url: str) -> str:
 def _effective_preprocess(
     cfg: RunConfig, inputs: Sequence[Any], meta: dict[str, Any], size: int
 ) -> RunConfig:
-    """Return the run config with the ``preprocess`` section the training stamps were made with."""
+    """Return the run config with the ``preprocess`` section the training stamps were made with.
+
+    Every input that records its settings (``_meta/config.yaml``) must record the same
+    ones; without any, the encoder's, else the run's, are used.
+
+    Raises
+    ------
+    InputError
+        If two inputs were prepared with different settings (naming both), or an input's
+        settings are not a valid ``preprocess`` section (naming it).
+    """
+    from pydantic import ValidationError
+
     from ergo_ray.config.schema import PreprocessConfig
 
-    section = (
-        inputs[0].preprocess or meta.get("preprocess") or cfg.preprocess.model_dump()
-    )
     known = set(PreprocessConfig.model_fields)
+    recorded: list[tuple[str, PreprocessConfig]] = []
+    for inp in inputs:
+        if not inp.preprocess:
+            continue
+        data = {k: v for k, v in dict(inp.preprocess).items() if k in known}
+        data["size"] = int(size)
+        try:
+            recorded.append((inp.url, PreprocessConfig.model_validate(data)))
+        except ValidationError as err:
+            msg = (f"{st.redact(inp.url)}: its preprocess settings (_meta/config.yaml) are "
+                   f"not valid: {err.errors()[0]['loc']} {err.errors()[0]['msg']}")
+            raise InputError(msg, inp.url) from err
+    for url, pre in recorded[1:]:
+        first_url, first = recorded[0]
+        if pre != first:
+            diff = sorted(k for k in known if getattr(pre, k) != getattr(first, k))
+            msg = (f"{st.redact(first_url)} and {st.redact(url)} were prepared with "
+                   f"different preprocess settings ({', '.join(diff)}); prepare them "
+                   f"alike")
+            raise InputError(msg, url)
+    if recorded:
+        return cfg.model_copy(update={"preprocess": recorded[0][1]})
+    section = meta.get("preprocess") or cfg.preprocess.model_dump()
     data = {k: v for k, v in dict(section).items() if k in known}
     data["size"] = int(size)
-    try:
-        pre = PreprocessConfig.model_validate(data)
-    except Exception as err:  # a foreign or older section: keep ours, at the right size
-        log.warning(
-            "cannot use the inputs' preprocess settings (%s); using the run's", err
-        )
-        pre = cfg.preprocess.model_copy(update={"size": int(size)})
+    pre = PreprocessConfig.model_validate(data)
     return cfg.model_copy(update={"preprocess": pre})
 
 

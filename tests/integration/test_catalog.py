@@ -373,6 +373,49 @@ def test_prepared_input_with_unreadable_shard_and_representation(ray_session, bu
                                                 observables=obs), sub, bundle)
 
 
+# ------------------------------------------------------------------ distribution
+def test_two_actors_share_the_galaxies_and_parts_stream_out(ray_session, bundle, tmp_path,
+                                                            ci_cfg):
+    """Reading is its own operator, both actors get about half of the galaxies, and a
+    unit's part is written as soon as its rows are back (not at the end of the job)."""
+    from ergo_ray.infer.pipeline import CatalogOptions, build_dataset, run_catalog
+
+    n_units, rows = 10, 96
+    ids = write_prepared_shards(tmp_path / "prep", n_units, rows, ci_cfg.preprocess.size)
+    out = tmp_path / "cat"
+    opts = CatalogOptions(model=bundle, input=str(tmp_path / "prep"), out=str(out),
+                          n_samples=SAMPLES, seed=3, actors_min=2, actors_max=2,
+                          cpus_per_actor=1.0, batch_size=16)
+    written: list[int] = []
+    res = run_catalog(opts, on_write=lambda _key, rows_so_far: written.append(rows_so_far))
+    assert res.rows == len(ids) and res.errors == 0
+    assert len(written) == n_units
+    assert written[0] < len(ids) / 2, f"first part written after {written[0]} of {len(ids)} rows"
+    runs = json.loads((out / "_meta" / "actors.json").read_text())["runs"]
+    per_actor = [a["rows"] for a in runs[-1]["actors"]]
+    assert len(per_actor) == 2 and min(per_actor) >= 0.3 * len(ids), per_actor
+    _check_exactly_once_n(out, ids, n_units)
+    # the reader and the model actor are separate operators in the executed plan
+    ds = build_dataset([], opts, None, image_size=ci_cfg.preprocess.size, preprocess={})
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        ds.explain()
+    physical = text.getvalue().split("Physical Plan (Optimized)")[1]
+    ops = [line.strip(" +-") for line in physical.splitlines() if "[" in line]
+    assert ops[0] == "ActorPoolMapOperator[MapBatches(PosteriorPredictor)]", ops
+    assert ops[1].startswith("TaskPoolMapOperator[MapBatches(read_units)"), ops
+
+
+def _check_exactly_once_n(out, ids: list[str], n_units: int) -> pa.Table:
+    table = read_parts(str(out))
+    got = table.column("object_id").to_pylist()
+    assert len(got) == len(set(got)) == len(ids)
+    assert sorted(got) == sorted(ids)
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    assert len(_parts(out)) == n_units
+    return table
+
+
 # ------------------------------------------------------------------ interruptions
 def _spawn(argv: list[str], log) -> subprocess.Popen:
     """Run the CLI as a second driver of the test session's Ray (``RAY_ADDRESS``), as a job
@@ -436,16 +479,22 @@ def test_driver_killed_then_rerun_gives_each_object_once(ray_session, bundle, tm
     log = tmp_path / "job.log"
     proc = _spawn(argv, log)
     try:
-        _wait_for(lambda: len(_parts(out)) >= 3, 300, proc, log)
+        _wait_for(lambda: len(_parts(out)) >= 0.4 * N_UNITS, 300, proc, log)
         os.kill(proc.pid, signal.SIGKILL)  # the driver; Ray ends its actors and tasks
         proc.wait(30)
-        written = len(_parts(out))
+        before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in _parts(out)}
     finally:
         _kill_group(proc)
-    assert 3 <= written < N_UNITS, "the driver was not killed mid-run"
+    written = len(before)
+    assert 0.4 * N_UNITS <= written < N_UNITS, "the driver was not killed mid-run"
     assert not (out / "_SUCCESS").exists()
-    # re-run the same command (here in-process, on the same Ray)
+    # re-run the same command (here in-process, on the same Ray): it computes only the rest
     assert main(argv) == 0
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in _parts(out)}
+    assert {k: after[k] for k in before} == before, "a finished part was written again"
+    runs = json.loads((out / "_meta" / "actors.json").read_text())["runs"]
+    assert len(runs) == 1  # the killed driver wrote none
+    assert sum(a["rows"] for a in runs[0]["actors"]) == (N_UNITS - written) * ROWS
     table = _check_exactly_once(out, ids)
     success = json.loads((out / "_SUCCESS").read_text())
     assert success["rows"] == len(ids) and success["duplicate_rows"] == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -87,6 +88,17 @@ class LocalCluster:
         """
         table = _process_table()
         ours = {pid for pid, (_, sid) in table.items() if sid in self.sessions}
+        while True:
+            more = {pid for pid, (ppid, sid) in table.items()
+                    if pid not in ours and (ppid in ours or sid in ours)}
+            if not more:
+                return sorted(ours)
+            ours |= more
+
+    def session_processes(self, session: int) -> list[int]:
+        """Every live process of one ``ray start`` session (a node), and descendants."""
+        table = _process_table()
+        ours = {pid for pid, (_, sid) in table.items() if sid == session}
         while True:
             more = {pid for pid, (ppid, sid) in table.items()
                     if pid not in ours and (ppid in ours or sid in ours)}
@@ -186,35 +198,45 @@ def _cluster_env() -> dict[str, str]:
         RAY_AUTH_TOKEN=secrets.token_hex(32),
         RAY_DATA_DISABLE_PROGRESS_BARS="1",
         PYTHONUNBUFFERED="1",
+        # jobs run `python`: this interpreter's, also when its venv is not activated (CI)
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         **ENV_DEFAULTS,
     )
     return env
 
 
+def _common_args() -> list[str]:
+    """``ray start`` options of every node of the two-node cluster."""
+    return ["--node-ip-address=127.0.0.1", f"--num-cpus={NODE_CPUS}",
+            "--object-store-memory=200000000", "--disable-usage-stats",
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}"]
+
+
+def _start_worker_node(cluster: LocalCluster) -> int:
+    """Start a worker node (``worker_node`` resource) in a new session; its session."""
+    worker_tmp = Path(tempfile.mkdtemp(prefix="erw", dir="/tmp"))
+    cluster.temp_dirs.append(worker_tmp)
+    cluster.start_node([
+        f"--address={cluster.gcs_address}", f"--temp-dir={worker_tmp}",
+        '--resources={"worker_node": 1}', *_common_args()])
+    return cluster.sessions[-1]
+
+
 def _start_cluster() -> LocalCluster:
     """Start the head and the worker node; on failure stop what was started, raise."""
     head_tmp = Path(tempfile.mkdtemp(prefix="erc", dir="/tmp"))  # short: socket paths
-    worker_tmp = Path(tempfile.mkdtemp(prefix="erw", dir="/tmp"))
     gcs_port, dash_port = _free_port(), _free_port()
     cluster = LocalCluster(gcs_address=f"127.0.0.1:{gcs_port}",
                            dashboard_url=f"http://127.0.0.1:{dash_port}",
-                           env=_cluster_env(), temp_dirs=[head_tmp, worker_tmp])
-
-    def common() -> list[str]:
-        return ["--node-ip-address=127.0.0.1", f"--num-cpus={NODE_CPUS}",
-                "--object-store-memory=200000000", "--disable-usage-stats",
-                f"--dashboard-agent-listen-port={_free_port()}",
-                f"--metrics-export-port={_free_port()}"]
-
+                           env=_cluster_env(), temp_dirs=[head_tmp])
     try:
         cluster.start_node([
             "--head", f"--port={gcs_port}", f"--temp-dir={head_tmp}",
             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash_port}",
             f"--ray-client-server-port={_free_port()}",
-            '--resources={"head_node": 1}', *common()])
-        cluster.start_node([
-            f"--address={cluster.gcs_address}", f"--temp-dir={worker_tmp}",
-            '--resources={"worker_node": 1}', *common()])
+            '--resources={"head_node": 1}', *_common_args()])
+        _start_worker_node(cluster)
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(OSError):  # the dashboard may still be starting
@@ -409,10 +431,9 @@ def test_catalog_job_writes_every_galaxy_once_with_actors_on_both_nodes(
     assert status.count("ok") == len(expected)
 
     # Model actors ran on both nodes: each wrote its start record after loading the bundle
-    # (the job's own record), and the state API places the job's model actors on both.
-    # Which actor gets a block is Ray Data's choice (the block's node, else the least busy
-    # actor, ties to the same one), so when blocks arrive one at a time every row can come
-    # from one actor; the rows are checked to come from these nodes, not for a split.
+    # (the job's own record), the state API places the job's model actors on both, and
+    # the rows came from the actors of both nodes (readers cut every unit into blocks of
+    # ``--batch-size`` galaxies, which the pool spreads over its actors).
     nodes = {n["node_id"]: ("head" if "head_node" in n["resources_total"] else "worker")
              for n in ray_cluster.nodes()}
     actors_json = storage.read_bytes(f"{out}/_meta/actors.json", storage_settings)
@@ -422,9 +443,101 @@ def test_catalog_job_writes_every_galaxy_once_with_actors_on_both_nodes(
     manifest = json.loads(storage.read_bytes(f"{bundle[0]}/manifest.json", storage_settings))
     assert {a["model_id"] for a in started} == {manifest["model_id"]}
     rows_by_kind = {nodes[node]: rows for node, rows in record["nodes"].items()}
+    assert set(rows_by_kind) == {"head", "worker"}, record["nodes"]
+    assert min(rows_by_kind.values()) > 0
     assert sum(rows_by_kind.values()) == len(expected)
     predictors = [a for a in ray_cluster.job_actors(sid)
                   if "PosteriorPredictor" in a["class_name"]]
     assert {nodes[a["node_id"]] for a in predictors} == {"head", "worker"}, predictors
 
 
+
+
+# ------------------------------------------------------------------ node loss
+FAULT_UNITS, FAULT_ROWS = 12, 64
+
+
+def _job_rows(cluster: LocalCluster, submission_id: str) -> int:
+    """Rows the catalogue job has reported so far (its latest progress line)."""
+    logs = cluster.api(f"/api/jobs/{submission_id}/logs")["logs"]
+    counts = re.findall(r"catalog: ([\d,]+) rows", logs)
+    return int(counts[-1].replace(",", "")) if counts else 0
+
+
+def test_catalog_job_survives_the_loss_of_a_worker_node(
+        ray_cluster, s3_endpoint, s3_bucket, bundle, storage_settings, tmp_path):
+    """Kill every process of the worker node while the catalogue runs; a replacement
+    node joins (as the autoscaler would launch one); the job ends, every galaxy once.
+
+    The replacement is needed: the lost model actor (2 of the 3 CPUs of a node) restarts
+    only where it fits, and its tasks in flight wait for it. It also keeps the module's
+    cluster at two nodes for any test after this one.
+    """
+    from ergo_ray.config.loader import load_config
+    from ergo_ray.io import storage
+    from tests.integration.test_catalog import write_prepared_shards
+
+    size = load_config("ci", [], []).preprocess.size
+    local = tmp_path / "prepared"
+    expected = write_prepared_shards(local, FAULT_UNITS, FAULT_ROWS, size, seed=7)
+    data = f"s3://{s3_bucket}/prepared-faults"
+    for f in sorted((local / "shards").iterdir()):
+        storage.write_bytes(f"{data}/shards/{f.name}", f.read_bytes(), storage_settings)
+    out = f"s3://{s3_bucket}/catalogs/faults"
+    worker_session = ray_cluster.sessions[-1]
+    old_nodes = {n["node_id"]: "worker" if "worker_node" in n["resources_total"]
+                 else "head" for n in ray_cluster.nodes()}
+    assert sorted(old_nodes.values()) == ["head", "worker"]
+
+    sid = f"catalog-faults-{uuid.uuid4().hex[:8]}"
+    env = {"env_vars": {"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"}}
+    r = ray_cluster.ray(
+        "job", "submit", "--address", ray_cluster.dashboard_url,
+        "--working-dir", str(REPO), "--submission-id", sid, "--no-wait",
+        "--runtime-env-json", json.dumps(env),
+        "--", "python", "jobs/catalog.py", "--model", bundle[0], "--in", data,
+        "--out", out, "--actors", "2:2", "--cpus-per-actor", "2", "--batch-size", "16",
+        "--samples", "200", *_settings(s3_endpoint), "--set", "infer.log_every_s=1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    t0 = time.monotonic()
+
+    # Mid-catalogue: once rows are coming back, kill every process of the worker node.
+    while (rows_at_kill := _job_rows(ray_cluster, sid)) == 0:
+        status = ray_cluster.job(sid)["status"]
+        assert status in ("PENDING", "RUNNING"), ray_cluster.job(sid)
+        assert time.monotonic() - t0 < 300, "the catalogue job produced no rows"
+        time.sleep(0.5)
+    victims = ray_cluster.session_processes(worker_session)
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic() - t0
+    assert victims and ray_cluster.job(sid)["status"] == "RUNNING"
+    assert rows_at_kill < len(expected), "the kill came after the last row"
+
+    # A replacement worker node joins; the job runs on to the end.
+    _start_worker_node(ray_cluster)
+    while (job := ray_cluster.job(sid))["status"] in ("PENDING", "RUNNING"):
+        assert time.monotonic() - t0 < 420, f"job {sid} still running"
+        time.sleep(2)
+    ray_cluster.timings.append((sid, time.monotonic() - t0))
+    assert job["status"] == "SUCCEEDED", job
+
+    # Every galaxy exactly once.
+    assert storage.exists(f"{out}/_SUCCESS", storage_settings)
+    ids = _parquet_column(f"{out}/parts", "object_id", storage_settings)
+    assert len(ids) == len(set(ids)) == len(expected) and set(ids) == set(expected)
+    status = _parquet_column(f"{out}/parts", "status", storage_settings)
+    assert status.count("ok") == len(expected)
+
+    # The old worker node is dead, and with it the model actor it hosted.
+    nodes = {n["node_id"]: n for n in ray_cluster.state("nodes")}
+    old_worker = next(i for i, kind in old_nodes.items() if kind == "worker")
+    assert nodes[old_worker]["state"] == "DEAD"
+    predictors = [a for a in ray_cluster.job_actors(sid)
+                  if "PosteriorPredictor" in a["class_name"]]
+    assert old_worker in {a["node_id"] for a in predictors} or any(
+        a.get("num_restarts", 0) for a in predictors), predictors
+    done_at = time.monotonic() - t0
+    print(f"\nnode loss: killed {len(victims)} processes at {killed_at:.0f} s "
+          f"({rows_at_kill}/{len(expected)} rows), job done at {done_at:.0f} s")

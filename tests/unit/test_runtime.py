@@ -37,3 +37,16 @@ def test_worker_setup_silences_the_placement_group_cleaner_only():
     # the hook is named by its import path, as Ray's runtime_env needs
     module, _, func = WORKER_SETUP_HOOK.rpartition(".")
     assert getattr(importlib.import_module(module), func) is quiet_ray_internals
+
+
+def test_shippable_env_keeps_where_the_store_is_never_who_may_read_it():
+    from ergo_ray.runtime import shippable_env
+
+    env = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "s",
+           "AWS_SESSION_TOKEN": "t", "AWS_SECURITY_TOKEN": "t", "AWS_PROFILE": "p",
+           "AWS_DEFAULT_REGION": "eu-west-1",
+           "AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000",
+           "ERGO_RAY_LOG": "debug", "ERGO_RAY_API_TOKEN": "x", "HOME": "/root"}
+    assert shippable_env(env) == {
+        "AWS_DEFAULT_REGION": "eu-west-1", "AWS_REGION": "eu-west-1",
+        "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000", "ERGO_RAY_LOG": "debug"}

@@ -220,7 +220,7 @@ def test_incomplete_or_forged_bundles_are_rejected(bundle_dir, tmp_path):
     with pytest.raises(CheckpointError, match=r"reference\.npy is missing"):
         ergo_ray.load_model(str(copy))
     (copy / "manifest.json").unlink()
-    with pytest.raises(CheckpointError, match="not a model bundle"):
+    with pytest.raises(InputError, match="not a model bundle"):
         ergo_ray.load_model(str(copy))
 
     forged = tmp_path / "forged"

@@ -37,7 +37,7 @@ def test_parts_written_when_complete_deduplicated_and_ordered(tmp_path):
     schema = posterior_schema().with_metadata({b"ergo_ray.model_id": b"m"})
     written = []
     prog = ProgressLog(total_units=3)
-    col = UnitCollector(m, schema, prog, on_write=written.append)
+    col = UnitCollector(m, schema, prog, on_write=lambda key, _rows: written.append(key))
     a, b, c = units
     # rows of two units interleaved in one batch, out of order
     col.add(pa.concat_tables([_batch(a, [2, 0], 3), _batch(b, [1], 2, status="error")]))

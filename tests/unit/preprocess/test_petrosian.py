@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ergo_ray.errors import BadObjectError
+from ergo_ray.mock import render
 from ergo_ray.preprocess import reasons
 from ergo_ray.preprocess.petrosian import (
     ANNULUS,
@@ -99,7 +100,6 @@ def test_radii_agree_with_photutils_on_sersic_stamps():
 def test_radii_agree_with_photutils_on_mock_galaxies():
     # Mock HSC-like and TNG-like stamps with interlopers, stars and correlated noise; the
     # reference sees the same noisy pixels with the field objects' light removed.
-    render = pytest.importorskip("ergo_ray.mock.render")
     pairs = []
     for domain in ("hsc", "tng100"):
         for i in range(22):
