@@ -27,7 +27,7 @@ Three figures, measured in one run on the same machine:
    on it).
 
 The bundles have random (untrained) weights, written with
-:func:`ergo_ray.infer.bundle.write_bundle`: this measures throughput, not accuracy. The OOD
+:func:`ergo_ray.shared.bundle_format.write_bundle`: this measures throughput, not accuracy. The OOD
 reference holds :data:`N_REFERENCE` representations (jittered copies of 128 encoded random
 images) instead of the paper's 20,000, to keep the reference's own calibration fast on a
 CPU; the per-galaxy OOD cost is linear in it and small beside the encoder and the 400
@@ -66,11 +66,11 @@ def write_random_bundle(url: str, cfg, seed: int = 0) -> str:
 
     from ergo_ray import __version__
     from ergo_ray.config.loader import resolved_yaml
-    from ergo_ray.infer.bundle import npy_bytes, torch_bytes, write_bundle
-    from ergo_ray.infer.ood_score import build_reference
     from ergo_ray.models.cinn import CinnArch, ConditionalINN
     from ergo_ray.models.encoder import build_encoder
     from ergo_ray.models.targets import TargetTransform
+    from ergo_ray.shared.bundle_format import npy_bytes, torch_bytes, write_bundle
+    from ergo_ray.shared.ood_score import build_reference
 
     torch.manual_seed(seed)
     size, rep = cfg.preprocess.size, cfg.clr.rep_dim

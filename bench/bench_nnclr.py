@@ -14,7 +14,7 @@
    (reported), and the wall time.
 
 Without ``--data`` the throughput part runs on toy prepared shards
-(:func:`ergo_ray.train.data.write_toy_prepared_shards`) at the local preset's stamp size.
+(:func:`ergo_ray.mock.toy.write_toy_prepared_shards`) at the local preset's stamp size.
 
 Run: ``python bench/bench_nnclr.py [--quick] [--data URL ...] [--preset local]``.
 """
@@ -32,10 +32,11 @@ import torch
 
 from ergo_ray.config.loader import load_config
 from ergo_ray.io import storage as st
+from ergo_ray.mock.toy import write_toy_prepared_shards
 from ergo_ray.runtime import ensure_ray, set_env_defaults
 from ergo_ray.train.checkpoint import read_metrics
 from ergo_ray.train.clr_loop import ClrTrainer, loop_config
-from ergo_ray.train.data import iterate_batches, read_split, write_toy_prepared_shards
+from ergo_ray.train.data import iterate_batches, read_split
 from ergo_ray.train.nnclr_stage import check_inputs, fit_nnclr, resolve_preprocess
 
 

@@ -5,7 +5,7 @@ L1): A against B (numerator), A against itself (denominator), and the scaling's 
 A0 against A1 and A0 against itself. Three exact methods are timed on the *same* query
 rows against the *full* reference sets, in one process, each on the same number of
 threads (1, then every core): ergo_ray's scorer
-(:func:`ergo_ray.infer.knn.kth_neighbour_distance`, which on the CPU uses faiss's flat
+(:func:`ergo_ray.shared.knn.kth_neighbour_distance`, which on the CPU uses faiss's flat
 L1 index), brute force in torch (``torch.cdist(p=1)`` + ``topk``, what the scorer does
 on a GPU), and the method's original, ``scipy.spatial.cKDTree`` with ``p=1``. The cost of
 an exact search is linear in the number of query rows, so the totals are extrapolated
@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from ergo_ray.infer.knn import kth_neighbour_distance
+from ergo_ray.evaluate.ood import ood_scores
+from ergo_ray.shared.knn import kth_neighbour_distance
 
 K = 8
 

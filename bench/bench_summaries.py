@@ -2,10 +2,10 @@
 
 For N galaxies × S posterior samples × 3 targets, ergo_ray computes every catalogue summary
 (mean, median, std, p05/p16/p84/p95, KDE MAP, p_no_major_merger) for the whole batch at
-once in torch (:func:`ergo_ray.infer.summaries.summarize`). The peer is the straightforward
+once in torch (:func:`ergo_ray.shared.summaries.summarize`). The peer is the straightforward
 per-galaxy loop the method's code uses: numpy moments and quantiles, and
 ``scipy.stats.gaussian_kde`` (Silverman) on a 512-point grid + ``scipy.signal.find_peaks``
-+ ``peak_prominences`` for the MAP (:func:`ergo_ray.infer.summaries.map_reference`), on the
++ ``peak_prominences`` for the MAP (:func:`ergo_ray.shared.summaries.map_reference`), on the
 same samples in the same run. The agreement row is the fraction of galaxy-target MAPs that
 match the reference within 1 % of the sample range (goal ≥ 99 %).
 
@@ -26,8 +26,8 @@ import time
 import numpy as np
 import torch
 
-from ergo_ray.infer.summaries import map_reference, summarize
 from ergo_ray.models.targets import merger_mask
+from ergo_ray.shared.summaries import map_reference, summarize
 from ergo_ray.types import TARGETS
 
 N_FULL, N_QUICK, SAMPLES, GRID = 1000, 100, 400, 512

@@ -32,7 +32,9 @@ def load_model(url: str, storage: Any = None) -> ModelBundle:
     Returns
     -------
     ergo_ray.infer.bundle.ModelBundle
-        Object with ``represent``, ``sample_posterior`` and ``summarize``.
+        Object with ``represent``, ``sample_posterior``, ``summarize`` and the sbi-style
+        ``posterior_from_images`` / ``posterior_from_representations`` (``sample``,
+        ``log_prob``, ``map``).
     """
     from ergo_ray.infer.bundle import load_bundle
 

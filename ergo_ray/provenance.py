@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -39,34 +41,41 @@ def _git_sha() -> str:
 
 
 _SECRET_KEYS = ("key", "secret", "token", "password")
+_USERINFO = re.compile(r"(\w+://)[^/@\s]*@")
 
 
-def redact_argv(argv: list[str]) -> list[str]:
-    """Mask credential values in command-line arguments (``--set storage.secret=...``).
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """Mask credentials in command-line arguments: the one place that does.
 
     Parameters
     ----------
-    argv : list of str
-        Arguments as given.
+    argv : sequence of str
+        Arguments as given (``--set storage.secret=...``, ``--set=storage.secret=...``,
+        URLs with ``user:password@``).
 
     Returns
     -------
     list of str
-        The same arguments with the value of every ``*.key=``, ``*.secret=``, ``*token*=`` or
-        ``*password*=`` setting replaced by ``***``, and user-info removed from URLs.
+        The same arguments with the value of every setting whose last key component contains
+        ``key``, ``secret``, ``token`` or ``password`` replaced by ``***``, and user-info
+        removed from every URL.
     """
     out = []
     for arg in argv:
-        name, eq, _value = arg.partition("=")
+        option, body = "", arg
+        if arg.startswith("--") and arg.count("=") >= 2:  # --set=KEY=VALUE
+            option, _, body = arg.partition("=")
+            option += "="
+        name, eq, _value = body.partition("=")
         leaf = name.rsplit(".", 1)[-1].lower()
         if eq and any(k in leaf for k in _SECRET_KEYS):
-            out.append(f"{name}=***")
+            out.append(f"{option}{name}=***")
         else:
-            out.append(storage.redact(arg))
+            out.append(_USERINFO.sub(r"\1", arg))
     return out
 
 
-def write(run_url: str, cfg: RunConfig, stage: str, argv: list[str] | None = None) -> None:
+def write(run_url: str, cfg: RunConfig, stage: str, argv: Sequence[str] | None = None) -> None:
     """Write ``_meta/{config.yaml, versions.json}`` under an output URL.
 
     Parameters
@@ -77,8 +86,9 @@ def write(run_url: str, cfg: RunConfig, stage: str, argv: list[str] | None = Non
         The resolved configuration (credentials are excluded from the dump).
     stage : str
         The CLI stage that produced the output.
-    argv : list of str, optional
-        The stage's command-line arguments.
+    argv : sequence of str, optional
+        The stage's command-line arguments as typed (``args.argv`` of a CLI stage);
+        credentials are masked by :func:`redact_argv` before they are written.
     """
     meta = storage.join(run_url, "_meta")
     storage.write_bytes(storage.join(meta, "config.yaml"), resolved_yaml(cfg).encode(), cfg.storage)

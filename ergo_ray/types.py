@@ -27,6 +27,8 @@ CINN_OBSERVABLES: tuple[CinnObservable, ...] = get_args(CinnObservable)
 Stretch = Literal["log", "log_joint", "asinh"]
 #: HSC pixel scale in arcsec.
 PIXEL_SCALE_ARCSEC = 0.168
+#: Mean HSC PDR3 Wide PSF FWHM per band in arcsec (formats research §1.6).
+PSF_FWHM_ARCSEC: dict[str, float] = {"g": 0.79, "r": 0.75, "i": 0.61}
 #: AB zero point of the readers' flux unit (HSC coadd convention).
 ZERO_POINT = 27.0
 #: HSC flux units per nanomaggy (10**(0.4 * (27 - 22.5))).

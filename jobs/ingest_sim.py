@@ -18,18 +18,8 @@ cluster; run without ``RAY_ADDRESS`` it starts a local Ray instance.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-_JOBS = Path(__file__).resolve().parent
-_ROOT = _JOBS.parent
-# ``python jobs/x.py`` puts jobs/ first on sys.path, where mock.py, match.py, ...
-# would shadow other top-level modules. The project root (the job's working
-# directory) goes there instead, so that ``ergo_ray`` imports from that tree.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _JOBS]
-if (_ROOT / "ergo_ray").is_dir() and str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from ergo_ray.cli.main import main  # noqa: E402
+from _entry import main  # takes jobs/ off sys.path and puts the project root there
 
 if __name__ == "__main__":
     sys.exit(main(["ingest-sim", *sys.argv[1:]]))

@@ -60,24 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="exit 1 when any galaxy ends with status=error")
 
 
-def _argv(args: argparse.Namespace) -> list[str]:
-    argv = ["catalog", "--model", storage.redact(args.model), "--in", storage.redact(args.input),
-            "--out", storage.redact(args.out)]
-    for opt in ("samples", "gpus_per_actor", "cpus_per_actor", "batch_size", "readers", "seed"):
-        v = getattr(args, opt)
-        if v is not None:
-            argv += [f"--{opt.replace('_', '-')}", str(v)]
-    if args.actors:
-        argv += ["--actors", f"{args.actors[0]}:{args.actors[1]}"]
-    for flag in ("keep_representation", "merge", "fail_on_error"):
-        if getattr(args, flag):
-            argv.append(f"--{flag.replace('_', '-')}")
-    argv += ["--format", args.format]
-    if args.preset:
-        argv += ["--preset", args.preset]
-    return argv
-
-
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Make (or finish) the catalogue; return the exit status."""
     from ergo_ray import provenance
@@ -112,7 +94,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
                                           "input": storage.redact(opts.input)}},
                              sort_keys=True)
     result = run_catalog(opts, cfg.storage, config_json,
-                         on_start=lambda: provenance.write(opts.out, cfg, "catalog", _argv(args)),
+                         on_start=lambda: provenance.write(opts.out, cfg, "catalog", args.argv),
                          start_ray=lambda: ensure_ray(cfg))
     if result.errors and args.fail_on_error:
         log.error("catalog: %d galaxies have status=error (first: %s)", result.errors,

@@ -15,7 +15,6 @@ from typing import Any
 from ergo_ray import provenance
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.errors import ConfigError
-from ergo_ray.io import storage as st
 
 log = logging.getLogger("ergo_ray")
 
@@ -134,15 +133,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         res = compare_sets(bundle, sets, cfg, observed=args.observed, ood_max=args.ood_max,
                            n_samples=args.samples, use_umap=not args.no_umap)
     names = write_comparison(args.out, res, cfg.storage)
-    argv = ["compare", "--model", st.redact(args.model), "--out", st.redact(args.out),
-            "--split", args.split, "--limit", str(limit)]
-    for name, url in urls.items():
-        argv += ["--set", f"{name}={st.redact(url)}"]
-    if args.observed:
-        argv += ["--observed", args.observed]
-    if args.ood_max is not None:
-        argv += ["--ood-max", str(args.ood_max)]
-    provenance.write(args.out, cfg, "compare", argv)
+    provenance.write(args.out, cfg, "compare", args.argv)
     log.info("compare: OOD table\n%s", res.data["ood_table_markdown"])
     log.info("compare: wrote %s", ", ".join(names))
     return 0

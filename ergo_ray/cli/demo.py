@@ -14,9 +14,11 @@ log = logging.getLogger("ergo_ray")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the demo's options."""
-    p.add_argument("--out", default="demo-out", help="output folder or s3:// URL (default: demo-out)")
+    p.add_argument("--out", default="demo-out",
+                   help="output folder or s3:// URL (default: demo-out)")
     p.add_argument("--n", type=int, default=None,
-                   help="galaxies in the reference domain (default: mock.n_per_domain of the preset)")
+                   help="galaxies in the reference domain "
+                        "(default: mock.n_per_domain of the preset)")
 
 
 def _common_args(args: argparse.Namespace) -> list[str]:

@@ -40,20 +40,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Embed the set; return the exit status."""
     from ergo_ray import provenance
-    from ergo_ray.infer.embedding import embed_set
     from ergo_ray.runtime import ensure_ray
+    from ergo_ray.shared.embedding import embed_set
 
     ensure_ray(cfg)
-    argv = [
-        "embed",
-        "--model",
-        storage.redact(args.model),
-        "--in",
-        storage.redact(args.input),
-        "--out",
-        storage.redact(args.out),
-    ]
-    provenance.write(args.out, cfg, "embed", argv)
+    provenance.write(args.out, cfg, "embed", args.argv)
     n, model_id = embed_set(
         args.model, args.input, args.out, cfg, gpus_per_actor=args.gpus_per_actor
     )

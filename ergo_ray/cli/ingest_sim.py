@@ -21,10 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mergers", required=True, metavar="URL",
                    help="folder of MergerHistory merger_history_{snap:03d}.hdf5")
     p.add_argument("--snapshots", required=True, metavar="URL",
-                   help="snapshot redshift table of the simulation (TNG API JSON, or CSV number,redshift)")
+                   help="snapshot redshift table of the simulation "
+                        "(TNG API JSON, or CSV number,redshift)")
     p.add_argument("--sublink", metavar="URL",
-                   help="SubLink table with SnapNum, SubfindID, RootDescendantID (HDF5, Parquet or CSV)")
-    p.add_argument("--domain", required=True, help="domain name written to the catalogue (e.g. tng100)")
+                   help="SubLink table with SnapNum, SubfindID, RootDescendantID "
+                        "(HDF5, Parquet or CSV)")
+    p.add_argument("--domain", required=True,
+                   help="domain name written to the catalogue (e.g. tng100)")
     p.add_argument("--out", required=True, metavar="URL", help="output catalogue folder")
     p.add_argument("--min-log-mstar", type=float, default=9.0, help="stellar-mass cut (default 9)")
     p.add_argument("--snap-range", default="72:91", metavar="MIN:MAX",
@@ -43,10 +46,11 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         raise ConfigError(msg) from None
     opts = SimIngestOptions(images=args.images, assembly=args.assembly, mergers=args.mergers,
                             snapshots=args.snapshots, sublink=args.sublink, domain=args.domain,
-                            out=args.out, min_log_mstar=args.min_log_mstar, snap_min=lo, snap_max=hi)
+                            out=args.out, min_log_mstar=args.min_log_mstar, snap_min=lo,
+                            snap_max=hi)
     ensure_ray(cfg)
     totals = run_ingest_sim(opts, cfg.storage)
-    provenance.write(args.out, cfg, "ingest-sim")
+    provenance.write(args.out, cfg, "ingest-sim", args.argv)
     log.info("ingest-sim: %d images in the catalogue, %d in errors/, %d below log M* %.1f, "
              "%d outside snapshots %d-%d", totals["rows"], totals["errors"],
              totals["selected_out"], args.min_log_mstar, totals["outside_snap_range"], lo, hi)

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     opts = SurveyIngestOptions(cutouts=args.cutouts, catalog=args.catalog, domain=args.domain,
                                out=args.out)
     totals = run_ingest_survey(opts, cfg.storage)
-    provenance.write(args.out, cfg, "ingest-survey")
+    provenance.write(args.out, cfg, "ingest-survey", args.argv)
     log.info("ingest-survey: %d galaxies in the catalogue, %d in errors/", totals["rows"],
              totals["errors"])
     return 0

@@ -98,20 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     stage = next((a for a in argv if not a.startswith("-")), None)
     if stage in STAGES:
         sub = parser._subparsers._group_actions[0].choices[stage]  # type: ignore[union-attr]
-        try:
-            _stage_module(STAGES[stage][0]).add_arguments(sub)
-        except ModuleNotFoundError as err:
-            if not err.name or not err.name.startswith("ergo_ray.cli"):
-                raise
-            print(f"ergo-ray: stage {stage!r} is not available in this version", file=sys.stderr)
-            return 2
+        _stage_module(STAGES[stage][0]).add_arguments(sub)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
     if not args.stage:
-        parser.print_help()
+        parser.print_help(sys.stderr)
         return 2
+    # The command line as typed, for provenance (which masks credentials in it).
+    args.argv = argv
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s ergo-ray %(levelname)s %(message)s",
@@ -122,15 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(preset, args.config, args.overrides)
         return int(_stage_module(args._module).run(args, cfg) or 0)
     except (ConfigError, InputError, StorageError) as err:
-        print(f"ergo-ray {args.stage}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(2, f"ergo-ray {args.stage}: error: {err}")
     except (CheckpointError, ErgoRayError) as err:
-        print(f"ergo-ray {args.stage}: failed: {err}", file=sys.stderr)
-        return 1
+        return _fail(1, f"ergo-ray {args.stage}: failed: {err}")
     except KeyboardInterrupt:
-        print(f"ergo-ray {args.stage}: interrupted; re-run the same command to resume",
-              file=sys.stderr)
-        return 130
+        return _fail(130, f"ergo-ray {args.stage}: interrupted; re-run the same command to resume")
+
+
+def _fail(status: int, message: str) -> int:
+    # One line on stderr, as argparse writes its own usage errors (not through logging: the
+    # user sees it even when a host application has configured the root logger).
+    sys.stderr.write(message + "\n")
+    return status
 
 
 if __name__ == "__main__":

@@ -45,9 +45,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     from ergo_ray.preprocess.match_job import match_folders
 
     res = match_folders(args.observed, args.simulated, args.out, cfg)
-    argv = ["match", "--observed", st.redact(args.observed), "--simulated",
-            st.redact(args.simulated), "--out", st.redact(args.out)]
-    provenance.write(args.out, cfg, "match", argv)
+    provenance.write(args.out, cfg, "match", args.argv)
     log.info(
         "match: %d pairs from %d observed (%d usable) and %d simulated (%d usable) "
         "in |dz|<=%g, |di|<=%g, |dR90|<=%g px -> %s (%.1f s)",

@@ -67,21 +67,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _argv(args: argparse.Namespace, spec_args: dict[str, object]) -> list[str]:
-    """Return the stage's arguments as run, URLs redacted, secrets masked."""
-    argv = ["mock"]
-    for key, value in spec_args.items():
-        argv += [f"--{key.replace('_', '-')}", str(value)]
-    argv += ["--out", st.redact(args.out)]
-    if args.preset:
-        argv += ["--preset", args.preset]
-    for item in args.overrides:
-        key = item.split("=", 1)[0]
-        secret = any(s in key.lower() for s in ("key", "secret", "token", "password"))
-        argv += ["--set", f"{key}=***" if secret else item]
-    return argv
-
-
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Render the mock survey.
 
@@ -118,23 +103,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     st.locate(args.out)
     ensure_ray(cfg)
     summary = render_survey(spec, args.out, cfg.storage, overwrite=args.overwrite)
-    provenance.write(
-        args.out,
-        cfg,
-        "mock",
-        _argv(
-            args,
-            {
-                "domain": spec.domain,
-                "n": spec.n,
-                "projections": spec.projections,
-                "seed": spec.seed,
-                "format": spec.fmt,
-                "stamp_px": spec.stamp_px,
-                "mass_mode": spec.mass_mode,
-            },
-        ),
-    )
+    provenance.write(args.out, cfg, "mock", args.argv)
     skipped = (
         f", {summary['parts_skipped']} parts resumed"
         if summary["parts_skipped"]

@@ -29,21 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="delete a previous prepare run in --out first (default: resume it)")
 
 
-def _argv(args: argparse.Namespace) -> list[str]:
-    argv = ["prepare", "--in", st.redact(args.in_url), "--out", st.redact(args.out)]
-    if args.catalog:
-        argv += ["--catalog", st.redact(args.catalog)]
-    if args.overwrite:
-        argv.append("--overwrite")
-    if args.preset:
-        argv += ["--preset", args.preset]
-    for item in args.overrides:
-        key = item.split("=", 1)[0]
-        secret = any(s in key.lower() for s in ("key", "secret", "token", "password"))
-        argv += ["--set", f"{key}=***" if secret else item]
-    return argv
-
-
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Prepare the input on Ray Data and log a one-line summary.
 
@@ -64,7 +49,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
 
     ensure_ray(cfg)
     res = prepare_survey(args.in_url, args.out, cfg, args.catalog, overwrite=args.overwrite)
-    provenance.write(args.out, cfg, "prepare", _argv(args))
+    provenance.write(args.out, cfg, "prepare", args.argv)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(res["reasons"].items())) or "none"
     log.info(
         "prepare: %d prepared, %d failed (%s) from %d units%s -> %s (%d files, %d px, %.1f s)",

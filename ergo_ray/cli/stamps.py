@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         storage=cfg.storage,
     )
     parent = args.out.rsplit("/", 1)[0] if "/" in args.out else "."
-    provenance.write(parent, cfg, "stamps", None)
+    provenance.write(parent, cfg, "stamps", args.argv)
     log.info(
         "wrote %d x %d stamps to %s", len(args.domains), args.n, st.redact(args.out)
     )

@@ -52,27 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _argv(args: argparse.Namespace) -> list[str]:
-    argv = [
-        "train-cinn",
-        "--data",
-        *[storage.redact(u) for u in args.data],
-        "--encoder",
-        storage.redact(args.encoder),
-        "--out",
-        storage.redact(args.out),
-    ]
-    if args.workers is not None:
-        argv += ["--workers", str(args.workers)]
-    if args.gpu:
-        argv.append("--gpu")
-    if args.baseline:
-        argv.append("--baseline")
-    if args.preset:
-        argv += ["--preset", args.preset]
-    return argv
-
-
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Train and write the bundle; return the exit status."""
     from ergo_ray import provenance
@@ -81,7 +60,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
 
     check_options(args.workers)
     ensure_ray(cfg)
-    provenance.write(args.out, cfg, "train-cinn", _argv(args))
+    provenance.write(args.out, cfg, "train-cinn", args.argv)
     model_id = train_cinn(
         args.data,
         args.encoder,
@@ -91,6 +70,10 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         use_gpu=args.gpu,
         baseline=args.baseline,
     )
+    if cfg.cinn.widening.enabled:
+        from ergo_ray.evaluate.widening_fit import add_widening
+
+        model_id = add_widening(args.out, args.data, cfg)
     log.info(
         "train-cinn: model bundle %s written to %s", model_id, storage.redact(args.out)
     )

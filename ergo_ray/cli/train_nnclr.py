@@ -43,19 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="total epochs (default: clr.epochs)")
 
 
-def _argv(args: argparse.Namespace) -> list[str]:
-    argv = ["train-nnclr", "--data", *[st.redact(u) for u in args.data],
-            "--out", st.redact(args.out)]
-    for name in ("workers", "epochs"):
-        if getattr(args, name) is not None:
-            argv += [f"--{name}", str(getattr(args, name))]
-    if args.gpu:
-        argv.append("--gpu")
-    if args.preset:
-        argv += ["--preset", args.preset]
-    return argv
-
-
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Train NNCLR and export the encoder; return the exit status.
 
@@ -79,7 +66,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     # Options and inputs are checked before Ray starts (exit status 2, one line).
     inputs = check_inputs(cfg, args.data, workers=args.workers, epochs=args.epochs)
     ensure_ray(cfg)
-    provenance.write(args.out, cfg, "train-nnclr", _argv(args))
+    provenance.write(args.out, cfg, "train-nnclr", args.argv)
     summary = fit_nnclr(cfg, data=args.data, out=args.out, workers=args.workers,
                         use_gpu=args.gpu, epochs=args.epochs, inputs=inputs)
     m = summary["metrics"]

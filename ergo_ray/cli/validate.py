@@ -73,14 +73,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     with driver_threads(cfg.evaluate.threads):
         res = validate_set(bundle, es, n_samples, seed, tuple(cfg.evaluate.mass_bins))
     names = write_validation(args.out, res, cfg.storage)
-    argv = ["validate", "--model", st.redact(args.model), "--in",
-            *[st.redact(u) for u in args.inputs], "--out", st.redact(args.out),
-            "--split", args.split, "--samples", str(n_samples), "--seed", str(seed)]
-    if args.truth:
-        argv += ["--truth", st.redact(args.truth)]
-    if args.limit:
-        argv += ["--limit", str(args.limit)]
-    provenance.write(args.out, cfg, "validate", argv)
+    provenance.write(args.out, cfg, "validate", args.argv)
     s = res.summary
     log.info("validate: %d galaxies; ex-situ within 0.1: %s; outputs: %s", s["n_objects"],
              s["exsitu_frac_within_0.1"], ", ".join(names))

@@ -68,42 +68,44 @@ def build_plan(out: str, cfg: RunConfig, common: Sequence[str], n_per_domain: in
     n = n_per_domain or cfg.mock.n_per_domain
     seed = str(cfg.seed)
     c = list(common)
-    plan: list[Stage] = [Stage("stamps", ["stamps", "--out", j("stamps", "stamps.png"), "--n", "6",
-                                          "--seed", seed, *c], j("stamps"))]
+    plan: list[Stage] = []
+
+    def add(name: str, argv: list[str], out: str) -> None:
+        plan.append(Stage(name, [*argv, *c], out))
+
+    add("stamps", ["stamps", "--out", j("stamps", "stamps.png"), "--n", "6", "--seed", seed],
+        j("stamps"))
     for dom, w in DOMAIN_WEIGHTS.items():
-        plan.append(Stage(f"mock {dom}", ["mock", "--domain", dom, "--n", str(max(8, int(n * w))),
-                                          "--projections", str(cfg.mock.projections), "--seed", seed,
-                                          "--format", "shards", "--out", j("mock", dom), *c],
-                          j("mock", dom)))
+        add(f"mock {dom}", ["mock", "--domain", dom, "--n", str(max(8, int(n * w))),
+                            "--projections", str(cfg.mock.projections), "--seed", seed,
+                            "--format", "shards", "--out", j("mock", dom)], j("mock", dom))
     for dom in DOMAIN_WEIGHTS:
-        plan.append(Stage(f"prepare {dom}", ["prepare", "--in", j("mock", dom), "--out",
-                                             j("prepared", dom), *c], j("prepared", dom)))
-    plan.append(Stage("match hsc→tng100", ["match", "--observed", j("prepared", "hsc"), "--simulated",
-                                          j("prepared", "tng100"), "--out", j("match"), *c], j("match")))
-    plan.append(Stage("train-nnclr", ["train-nnclr", "--data",
-                                      *[j("prepared", d) for d in DOMAIN_WEIGHTS],
-                                      "--out", j("nnclr"), *c], j("nnclr")))
+        add(f"prepare {dom}", ["prepare", "--in", j("mock", dom), "--out", j("prepared", dom)],
+            j("prepared", dom))
+    add("match hsc→tng100", ["match", "--observed", j("prepared", "hsc"), "--simulated",
+                             j("prepared", "tng100"), "--out", j("match")], j("match"))
+    add("train-nnclr", ["train-nnclr", "--data", *[j("prepared", d) for d in DOMAIN_WEIGHTS],
+                        "--out", j("nnclr")], j("nnclr"))
     # the widening is fitted on held-out simulated domains, which train-cinn then also reads
     held_out = [d for d in cfg.cinn.widening.domains if d in DOMAIN_WEIGHTS and d != "hsc"
                 ] if cfg.cinn.widening.enabled else []
-    plan.append(Stage("train-cinn", ["train-cinn", "--data",
-                                     *[j("prepared", d) for d in (*SIM_TRAIN, *held_out)],
-                                     "--encoder", j("nnclr"), "--out", j("model"), "--baseline", *c],
-                      j("model")))
-    plan.append(Stage("catalog hsc", ["catalog", "--model", j("model"), "--in", j("prepared", "hsc"),
-                                      "--out", j("catalog"), *c], j("catalog")))
-    plan.append(Stage("validate tng", ["validate", "--model", j("model"), "--in",
-                                       *[j("prepared", d) for d in SIM_TRAIN],
-                                       "--out", j("validate", "tng"), *c], j("validate", "tng")))
-    plan.append(Stage("validate eagle", ["validate", "--model", j("model"), "--in", j("prepared", "eagle"),
-                                         "--split", "all", "--out", j("validate", "eagle"), *c],
-                      j("validate", "eagle")))
-    plan.append(Stage("validate hsc", ["validate", "--model", j("model"), "--in", j("prepared", "hsc"),
-                                       "--truth", j("mock", "hsc", "truth"), "--split", "all",
-                                       "--out", j("validate", "hsc"), *c], j("validate", "hsc")))
-    plan.append(Stage("compare", ["compare", "--model", j("model"),
-                                  *[a for d in DOMAIN_WEIGHTS for a in ("--set", f"{d}={j('prepared', d)}")],
-                                  "--observed", "hsc", "--out", j("compare"), *c], j("compare")))
+    add("train-cinn", ["train-cinn", "--data",
+                       *[j("prepared", d) for d in (*SIM_TRAIN, *held_out)],
+                       "--encoder", j("nnclr"), "--out", j("model"), "--baseline"], j("model"))
+    add("catalog hsc", ["catalog", "--model", j("model"), "--in", j("prepared", "hsc"),
+                        "--out", j("catalog")], j("catalog"))
+    add("validate tng", ["validate", "--model", j("model"), "--in",
+                         *[j("prepared", d) for d in SIM_TRAIN], "--out", j("validate", "tng")],
+        j("validate", "tng"))
+    add("validate eagle", ["validate", "--model", j("model"), "--in", j("prepared", "eagle"),
+                           "--split", "all", "--out", j("validate", "eagle")],
+        j("validate", "eagle"))
+    add("validate hsc", ["validate", "--model", j("model"), "--in", j("prepared", "hsc"),
+                         "--truth", j("mock", "hsc", "truth"), "--split", "all",
+                         "--out", j("validate", "hsc")], j("validate", "hsc"))
+    sets = [a for d in DOMAIN_WEIGHTS for a in ("--set", f"{d}={j('prepared', d)}")]
+    add("compare", ["compare", "--model", j("model"), *sets, "--observed", "hsc",
+                    "--out", j("compare")], j("compare"))
     return plan
 
 
@@ -134,7 +136,8 @@ def run_plan(plan: Sequence[Stage], cfg: RunConfig,
     for i, st in enumerate(plan, 1):
         marker = storage.join(st.out, "_done.json")
         if storage.exists(marker, cfg.storage):
-            st.seconds = float(json.loads(storage.read_bytes(marker, cfg.storage)).get("seconds", 0.0))
+            done = json.loads(storage.read_bytes(marker, cfg.storage))
+            st.seconds = float(done.get("seconds", 0.0))
             log.info("[%d/%d] %s: already done (%.0f s), skipping", i, total, st.name, st.seconds)
             continue
         log.info("[%d/%d] %s ...", i, total, st.name)

@@ -11,7 +11,7 @@ Recipe, for every ordered pair (A = query set, B = reference set):
    set's own galaxies score above 1.
 
 "TNG100-HSC" (query TNG100, reference HSC) means TNG100 galaxies scored against HSC. The
-k-th neighbour distances are exact (``ergo_ray.infer.knn``: blocked ``torch.cdist`` and
+k-th neighbour distances are exact (``ergo_ray.shared.knn``: blocked ``torch.cdist`` and
 ``topk`` on the model's device), not approximate.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ergo_ray.errors import InputError
-from ergo_ray.infer.knn import kth_neighbour_distance
+from ergo_ray.shared.knn import kth_neighbour_distance
 
 __all__ = [
     "OodResult",

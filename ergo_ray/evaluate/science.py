@@ -18,6 +18,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
+from ergo_ray.cosmology import kpc_per_arcsec
 from ergo_ray.evaluate.plots import binned_percentiles, legend
 from ergo_ray.types import PIXEL_SCALE_ARCSEC
 
@@ -35,7 +36,11 @@ _COLORS = ("C1", "C2", "C3", "C4", "C5", "C6")
 
 def physical_size_kpc(r90_px: np.ndarray, redshift: np.ndarray,
                       pixel_scale_arcsec: float = PIXEL_SCALE_ARCSEC) -> np.ndarray:
-    """Petrosian R90 in proper kpc: pixels × 0.168″ × kpc per arcsec at the redshift (Planck15).
+    """Petrosian R90 in proper kpc: pixels × 0.168″ × kpc per arcsec at the redshift.
+
+    Observed galaxies are converted in TNG's cosmology (:mod:`ergo_ray.cosmology`), like the
+    simulated ones they are plotted against: with one cosmology for both sets, a difference
+    in kpc is a difference in the galaxies, not in the distance scale.
 
     Parameters
     ----------
@@ -51,15 +56,12 @@ def physical_size_kpc(r90_px: np.ndarray, redshift: np.ndarray,
     numpy.ndarray
         (N,) sizes in kpc; NaN where the radius or redshift is missing or not positive.
     """
-    from astropy.cosmology import Planck15
-
     r = np.asarray(r90_px, dtype=np.float64)
     z = np.asarray(redshift, dtype=np.float64)
     ok = np.isfinite(r) & np.isfinite(z) & (z > 0) & (r > 0)
     out = np.full(r.shape, np.nan)
     if ok.any():
-        kpc_per_arcsec = Planck15.kpc_proper_per_arcmin(z[ok]).value / 60.0
-        out[ok] = r[ok] * pixel_scale_arcsec * kpc_per_arcsec
+        out[ok] = r[ok] * pixel_scale_arcsec * kpc_per_arcsec(z[ok])
     return out
 
 

@@ -1,56 +1,32 @@
-"""The model bundle: everything ``catalog``, ``embed``, ``validate`` and ``compare`` need.
+"""The model bundle's Python API: :class:`ModelBundle` and :func:`load_bundle`.
 
-A bundle is one folder (local, ``file://`` or ``s3://``) holding
-
-``encoder.pt``
-    the frozen NNCLR encoder, exactly as ``train-nnclr`` exported it
-    (:func:`ergo_ray.train.checkpoint.export_encoder`);
-``cinn.pt``
-    the conditional INN: ``{"arch": CinnArch, "state_dict"}`` (:mod:`ergo_ray.models.cinn`);
-``baseline.pt`` (optional)
-    the same cINN conditioned on the standardised (log M*, z) only;
-``transforms.json``
-    target transform and scaler, baseline condition scaler, OOD calibration, input size,
-    preprocessing settings;
-``config.yaml``
-    the resolved configuration of the run (its ``preprocess`` section is the one the
-    training shards were prepared with);
-``reference.npy``, ``reference_kdist.npy``
-    the OOD reference representations (raw, float32 (M, 256)) and their k-th neighbour
-    distances;
-``metrics.json``
-    calibration and accuracy on the test split;
-``manifest.json``
-    the sha256 of every other file and ``model_id``, a hash of those digests.
-
-Everything is plain data: weights load with ``torch.load(weights_only=True)``, and every
-file is checked against the manifest before use, so a modified file is refused with a
-:class:`~ergo_ray.errors.CheckpointError` naming it.
+The bundle's files, their format and their verification are in
+:mod:`ergo_ray.shared.bundle_format`; everything here reads a verified bundle.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import yaml
 
-from ergo_ray import __version__
-from ergo_ray.errors import BadObjectError, CheckpointError, InputError, StorageError
-from ergo_ray.infer.ood_score import OodReference
-from ergo_ray.infer.summaries import summarize as _summarize
+from ergo_ray.errors import BadObjectError, CheckpointError, InputError
+from ergo_ray.infer.posterior import Posterior, from_images, from_representations
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.observables import DERIVED, observable_values, source_columns
 from ergo_ray.models.targets import Standardizer, TargetTransform
 from ergo_ray.models.widening import OodWidening
+from ergo_ray.shared.bundle_format import WIDENING_FILE, load_npy, load_torch, read_verified
+from ergo_ray.shared.encoder_file import encoder_from_bytes
+from ergo_ray.shared.ood_score import OodReference
+from ergo_ray.shared.summaries import summarize as _summarize
 from ergo_ray.types import CINN_OBSERVABLES
 
 if TYPE_CHECKING:
@@ -58,279 +34,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = [
-    "BUNDLE_FORMAT",
-    "OPTIONAL_FILES",
-    "REQUIRED_FILES",
-    "ModelBundle",
-    "default_device",
-    "encoder_from_bytes",
-    "load_bundle",
-    "load_encoder_file",
-    "npy_bytes",
-    "torch_bytes",
-    "write_bundle",
-]
+__all__ = ["ModelBundle", "default_device", "load_bundle"]
 
-BUNDLE_FORMAT = 1
-MANIFEST = "manifest.json"
-#: Optional file of the shift-aware widening (``cinn.widening``).
-WIDENING_FILE = "widening.json"
-REQUIRED_FILES: tuple[str, ...] = (
-    "encoder.pt",
-    "cinn.pt",
-    "transforms.json",
-    "config.yaml",
-    "reference.npy",
-    "reference_kdist.npy",
-    "metrics.json",
-)
-OPTIONAL_FILES: tuple[str, ...] = ("baseline.pt",)
-#: ``format`` of an exported encoder (:mod:`ergo_ray.train.checkpoint`).
-ENCODER_FORMAT = "ergo_ray.encoder"
-
-
-# ------------------------------------------------------------------------ serialisation
-def torch_bytes(obj: Any) -> bytes:
-    """``torch.save`` a plain dict of tensors and scalars to bytes."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def npy_bytes(arr: np.ndarray) -> bytes:
-    """Serialise an array as ``.npy`` bytes (no pickle)."""
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
-    return buf.getvalue()
-
-
-def _load_torch(data: bytes, name: str, device: torch.device | str = "cpu") -> Any:
-    try:
-        return torch.load(io.BytesIO(data), map_location=device, weights_only=True)
-    except Exception as err:
-        msg = f"{name}: cannot load weights safely (weights_only=True): {err}"
-        raise CheckpointError(msg) from err
-
-
-def _load_npy(data: bytes, name: str) -> np.ndarray:
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as err:
-        msg = f"{name}: not a valid .npy array: {err}"
-        raise CheckpointError(msg) from err
-
-
-def encoder_from_bytes(
-    data: bytes, source: str
-) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild an encoder from an ``encoder.pt`` written by ``train-nnclr``.
-
-    The file format is that of :func:`ergo_ray.train.checkpoint.export_encoder`:
-    ``{"format": "ergo_ray.encoder", "version", "state_dict", "meta": {"clr", "preprocess",
-    "in_size", "rep_dim", ...}}``; a bundle stores that file unchanged.
-
-    Parameters
-    ----------
-    data : bytes
-        File content.
-    source : str
-        Where it came from (for messages).
-
-    Returns
-    -------
-    tuple of (torch.nn.Module, dict)
-        The encoder on the CPU in eval mode, and its meta.
-
-    Raises
-    ------
-    CheckpointError
-        If the content is not an encoder file or the weights do not fit.
-    """
-    from ergo_ray.models.encoder import build_encoder
-
-    obj = _load_torch(data, source)
-    if (
-        not isinstance(obj, dict)
-        or obj.get("format") != ENCODER_FORMAT
-        or "state_dict" not in obj
-        or "meta" not in obj
-    ):
-        msg = f"{source}: not an ergo_ray encoder file"
-        raise CheckpointError(msg)
-    meta = dict(obj["meta"])
-    try:
-        clr = meta["clr"]
-        enc = build_encoder(
-            clr["widths"], clr["blocks"], int(meta["rep_dim"]), int(meta["in_size"])
-        )
-        enc.load_state_dict(obj["state_dict"], strict=True)
-    except (KeyError, RuntimeError, ValueError, TypeError) as err:
-        msg = (
-            f"{source}: encoder weights do not match their recorded architecture: {err}"
-        )
-        raise CheckpointError(msg) from err
-    return enc.eval(), meta
-
-
-def load_encoder_file(
-    url: str, storage: StorageConfig | None = None, sha256: str | None = None
-) -> torch.nn.Module:
-    """Load an ``encoder.pt`` (a ``train-nnclr`` output's or a bundle's), checking its digest.
-
-    Parameters
-    ----------
-    url : str
-        URL of the ``encoder.pt`` file.
-    storage : StorageConfig, optional
-        Storage settings.
-    sha256 : str, optional
-        Expected digest; a mismatch raises :class:`CheckpointError`.
-
-    Returns
-    -------
-    torch.nn.Module
-        The encoder on the CPU, in eval mode.
-    """
-    data = st.read_bytes(url, storage)
-    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
-        msg = (
-            f"{st.redact(url)}: sha256 does not match the expected digest; the file was "
-            f"modified or corrupted"
-        )
-        raise CheckpointError(msg)
-    return encoder_from_bytes(data, st.redact(url))[0]
-
-
-# ------------------------------------------------------------------------ manifest
-def _model_id(digests: Mapping[str, str]) -> str:
-    canon = json.dumps(dict(sorted(digests.items())), separators=(",", ":"))
-    return hashlib.sha256(canon.encode()).hexdigest()[:16]
-
-
-def write_bundle(
-    url: str, files: Mapping[str, bytes], storage: StorageConfig | None = None
-) -> str:
-    """Write the bundle's files, then its manifest (last, so a bundle is complete or absent).
-
-    Parameters
-    ----------
-    url : str
-        Bundle folder.
-    files : mapping of str to bytes
-        File name → content; must include every name in :data:`REQUIRED_FILES`.
-    storage : StorageConfig, optional
-        Storage settings.
-
-    Returns
-    -------
-    str
-        The ``model_id``.
-    """
-    missing = [f for f in REQUIRED_FILES if f not in files]
-    if missing:
-        msg = f"cannot write bundle {st.redact(url)}: missing {missing}"
-        raise CheckpointError(msg)
-    # An old manifest must not vouch for a half-written new bundle.
-    st.remove(st.join(url, MANIFEST), storage)
-    digests: dict[str, str] = {}
-    sizes: dict[str, int] = {}
-    for name, data in files.items():
-        st.write_bytes(st.join(url, name), data, storage)
-        digests[name] = hashlib.sha256(data).hexdigest()
-        sizes[name] = len(data)
-    model_id = _model_id(digests)
-    manifest = {
-        "format": BUNDLE_FORMAT,
-        "model_id": model_id,
-        "ergo_ray_version": __version__,
-        "files": {
-            n: {"sha256": digests[n], "bytes": sizes[n]} for n in sorted(digests)
-        },
-    }
-    st.write_bytes(
-        st.join(url, MANIFEST), json.dumps(manifest, indent=2).encode(), storage
-    )
-    log.info("model bundle %s written to %s", model_id, st.redact(url))
-    return model_id
-
-
-def read_verified(
-    url: str, storage: StorageConfig | None = None, names: tuple[str, ...] | None = None
-) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Read a bundle's manifest and files, checking every sha256.
-
-    Parameters
-    ----------
-    url : str
-        Bundle folder.
-    storage : StorageConfig, optional
-        Storage settings.
-    names : tuple of str, optional
-        Read only these files (default: every file in the manifest).
-
-    Returns
-    -------
-    manifest : dict
-        The parsed manifest.
-    files : dict of str to bytes
-        Verified file contents.
-
-    Raises
-    ------
-    InputError
-        If there is no readable manifest at ``url`` (no bundle there).
-    CheckpointError
-        If the manifest is malformed, a file is missing, or a digest differs.
-    """
-    where = st.redact(url)
-    try:
-        raw = st.read_bytes(st.join(url, MANIFEST), storage)
-    except StorageError as err:
-        # a path that holds no bundle is the user's mistake naming it (exit status 2)
-        msg = f"{where}: not a model bundle (no readable {MANIFEST}): {err}"
-        raise InputError(msg, url) from err
-    try:
-        manifest = json.loads(raw)
-        entries = {n: e["sha256"] for n, e in manifest["files"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        msg = f"{where}/{MANIFEST}: malformed manifest: {err}"
-        raise CheckpointError(msg) from err
-    if manifest.get("format") != BUNDLE_FORMAT:
-        msg = (
-            f"{where}: bundle format {manifest.get('format')!r} is not supported "
-            f"(this version reads format {BUNDLE_FORMAT})"
-        )
-        raise CheckpointError(msg)
-    missing = [f for f in REQUIRED_FILES if f not in entries]
-    if missing:
-        msg = f"{where}: the manifest lacks required files {missing}"
-        raise CheckpointError(msg)
-    if _model_id(entries) != manifest.get("model_id"):
-        msg = (
-            f"{where}/{MANIFEST}: model_id does not match the file digests; the manifest "
-            f"was modified"
-        )
-        raise CheckpointError(msg)
-    out: dict[str, bytes] = {}
-    for name in names or tuple(entries):
-        if name not in entries:
-            continue
-        try:
-            data = st.read_bytes(st.join(url, name), storage)
-        except StorageError as err:
-            msg = f"{where}: bundle file {name} is missing or unreadable: {err}"
-            raise CheckpointError(msg) from err
-        got = hashlib.sha256(data).hexdigest()
-        if got != entries[name]:
-            msg = (
-                f"{where}/{name}: sha256 {got[:12]}… does not match the manifest "
-                f"({entries[name][:12]}…); the file was modified or corrupted — refusing "
-                f"to load this bundle"
-            )
-            raise CheckpointError(msg)
-        out[name] = data
-    return manifest, out
 
 
 # ------------------------------------------------------------------------ the bundle
@@ -392,8 +97,8 @@ class ModelBundle:
             self.preprocess: dict[str, Any] = dict(tr.get("preprocess") or {})
             self.ood = OodReference.from_parts(
                 tr["ood"],
-                _load_npy(files["reference.npy"], "reference.npy"),
-                _load_npy(files["reference_kdist.npy"], "reference_kdist.npy"),
+                load_npy(files["reference.npy"], "reference.npy"),
+                load_npy(files["reference_kdist.npy"], "reference_kdist.npy"),
             )
             base_scaler = tr.get("baseline_condition")
             self.widening: OodWidening | None = (
@@ -409,7 +114,7 @@ class ModelBundle:
         )
         self.encoder = encoder.to(device)
         self.cinn = (
-            ConditionalINN.from_payload(_load_torch(files["cinn.pt"], "cinn.pt"))
+            ConditionalINN.from_payload(load_torch(files["cinn.pt"], "cinn.pt"))
             .to(device)
             .eval()
         )
@@ -418,7 +123,7 @@ class ModelBundle:
         if "baseline.pt" in files and base_scaler:
             self.baseline = (
                 ConditionalINN.from_payload(
-                    _load_torch(files["baseline.pt"], "baseline.pt")
+                    load_torch(files["baseline.pt"], "baseline.pt")
                 )
                 .to(device)
                 .eval()
@@ -606,8 +311,6 @@ class ModelBundle:
     def _sample(
         self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
     ) -> np.ndarray:
-        n = len(cond)
-        out = np.empty((n, n_samples, 3), np.float32)
         bad = ~np.isfinite(cond).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -616,6 +319,37 @@ class ModelBundle:
             raise BadObjectError(
                 msg, object_id=str(i), reason="nonfinite_condition"
             )
+        out = self.draw_samples(net, cond, n_samples, seeds)
+        bad_rows = ~np.isfinite(out).all(axis=(1, 2))
+        if bad_rows.any():
+            i = int(np.flatnonzero(bad_rows)[0])
+            msg = f"object {i}: the cINN produced non-finite posterior samples"
+            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_posterior")
+        return out
+
+    def draw_samples(
+        self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
+    ) -> np.ndarray:
+        """Physical posterior samples of finite conditions, unchecked (non-finite stays so).
+
+        Parameters
+        ----------
+        net : ConditionalINN
+            :attr:`cinn` or :attr:`baseline`.
+        cond : numpy.ndarray
+            float32 (N, C) finite conditions.
+        n_samples : int
+            Samples per object.
+        seeds : numpy.ndarray
+            int64 (N,) per-object seeds.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 (N, n_samples, 3).
+        """
+        n = len(cond)
+        out = np.empty((n, n_samples, 3), np.float32)
         per = max(1, (1 << 18) // max(1, n_samples))
         with torch.inference_mode():
             for start in range(0, n, per):
@@ -630,12 +364,28 @@ class ModelBundle:
                 out[sl] = x.float().cpu().numpy()
         if net is self.cinn:
             out = self.widen(out, cond[:, : self.rep_dim])
-        bad_rows = ~np.isfinite(out).all(axis=(1, 2))
-        if bad_rows.any():
-            i = int(np.flatnonzero(bad_rows)[0])
-            msg = f"object {i}: the cINN produced non-finite posterior samples"
-            raise BadObjectError(msg, object_id=str(i), reason="nonfinite_posterior")
         return out
+
+    # ---------------------------------------------------------------- sbi-style posterior
+    def posterior_from_images(
+        self,
+        images: np.ndarray,
+        *,
+        observables: Mapping[str, Any] | None = None,
+        object_ids: Sequence[str] | None = None,
+    ) -> Posterior:
+        """Return the posterior given images (:func:`ergo_ray.infer.posterior.from_images`)."""
+        return from_images(self, images, observables=observables, object_ids=object_ids)
+
+    def posterior_from_representations(
+        self,
+        reps: np.ndarray,
+        *,
+        observables: Mapping[str, Any] | None = None,
+        object_ids: Sequence[str] | None = None,
+    ) -> Posterior:
+        """Return the posterior given representations (:mod:`ergo_ray.infer.posterior`)."""
+        return from_representations(self, reps, observables=observables, object_ids=object_ids)
 
     def sample_posterior(
         self,
@@ -830,10 +580,3 @@ def load_bundle(
     dev = torch.device(device) if device else default_device()
     manifest, files = read_verified(url, storage)
     return ModelBundle(url, manifest, files, dev)
-
-
-def bundle_config(cfg: RunConfig) -> str:
-    """Return the resolved configuration as stored in ``config.yaml``."""
-    from ergo_ray.config.loader import resolved_yaml
-
-    return resolved_yaml(cfg)

@@ -518,7 +518,7 @@ def _bundle_info(model: str, storage_cfg: StorageConfig | None
     Reads only the bundle's manifest and ``transforms.json`` (digest-checked): the driver
     never builds the networks, the actors do.
     """
-    from ergo_ray.infer.bundle import read_verified
+    from ergo_ray.shared.bundle_format import read_verified
 
     manifest, files = read_verified(model, storage_cfg, names=("transforms.json",))
     try:

@@ -296,7 +296,7 @@ def output_schema(keep_representation: bool, rep_dim: int = 256) -> pa.Schema:
 
 
 class OodOnDevice:
-    """An :class:`~ergo_ray.infer.ood_score.OodScorer` whose reference set lives on a device.
+    """An :class:`~ergo_ray.shared.ood_score.OodScorer` whose reference set lives on a device.
 
     Computes exactly what ``OodScorer.score`` computes (standardise in float64, exact
     k-NN on float32 with ``torch.cdist`` + ``topk``, divide by the nearest reference
@@ -325,7 +325,7 @@ class OodOnDevice:
         """Return float64 (N,) OOD scores of (N, D) representations on the device."""
         import torch
 
-        from ergo_ray.infer.knn import kth_neighbour_distance
+        from ergo_ray.shared.knn import kth_neighbour_distance
 
         reps = reps.to(self.device, torch.float64)
         out = np.full(reps.shape[0], np.nan)
@@ -443,8 +443,8 @@ class PosteriorPredictor:
         """
         import torch
 
-        from ergo_ray.infer.summaries import summarize
         from ergo_ray.models.cinn import latent_noise, object_seeds
+        from ergo_ray.shared.summaries import summarize
 
         b = self.bundle
         dev = b.device

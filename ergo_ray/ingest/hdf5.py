@@ -31,7 +31,8 @@ def find_catalogue(folder: str, names: Sequence[str], snap: int,
         tried.append(url)
         if storage.exists(url, store):
             return url
-    msg = f"no catalogue for snapshot {snap} in {storage.redact(folder)} (tried {', '.join(p.rsplit('/', 1)[-1] for p in tried)})"
+    names = ", ".join(p.rsplit("/", 1)[-1] for p in tried)
+    msg = f"no catalogue for snapshot {snap} in {storage.redact(folder)} (tried {names})"
     raise InputError(msg, folder)
 
 
@@ -73,11 +74,13 @@ def read_rows(url: str, fields: Sequence[str], index: np.ndarray,
             node = h5[group] if group else h5
             for name in fields:
                 if name not in node:
-                    msg = f"{storage.redact(url)}: dataset {name!r} missing; has {sorted(node.keys())[:12]}"
+                    msg = (f"{storage.redact(url)}: dataset {name!r} missing; "
+                           f"has {sorted(node.keys())[:12]}")
                     raise InputError(msg, url)
                 ds = node[name]
                 if uniq.size and (uniq[-1] >= ds.shape[0] or uniq[0] < 0):
-                    msg = f"{storage.redact(url)}: subhalo ID {int(uniq[-1])} out of range for {name} (length {ds.shape[0]})"
+                    msg = (f"{storage.redact(url)}: subhalo ID {int(uniq[-1])} out of range "
+                           f"for {name} (length {ds.shape[0]})")
                     raise InputError(msg, url)
                 vals = ds[uniq] if uniq.size else np.empty(0, ds.dtype)
                 out[name] = np.asarray(vals)[inverse]

@@ -111,7 +111,8 @@ def read_root_ids(url: str, keys: set[tuple[int, int]], store: StorageConfig | N
     packed = snap.astype(np.int64) * (1 << 32) + sub.astype(np.int64)
     want = np.array([s * (1 << 32) + i for s, i in keys], dtype=np.int64)
     sel = np.isin(packed, want)
-    return {(int(s), int(i)): int(r) for s, i, r in zip(snap[sel], sub[sel], root[sel], strict=True)}
+    rows = zip(snap[sel], sub[sel], root[sel], strict=True)
+    return {(int(s), int(i)): int(r) for s, i, r in rows}
 
 
 def ingest_chunk(opts: SimIngestOptions, snap: int, files: Sequence[tuple[int, int, str]],
@@ -173,12 +174,14 @@ def ingest_chunk(opts: SimIngestOptions, snap: int, files: Sequence[tuple[int, i
         row = {"object_id": oid, "root_id": root, "domain": opts.domain, "projection": proj,
                **{key: float(v[k]) for key, v in truth.items()},
                "ra": info.get("ra"), "dec": info.get("dec"), "i_mag": info.get("apmag_i"),
-               "snap": snap, "subhalo": int(sub), "file": _rel(url, storage.locate(opts.images).url)}
+               "snap": snap, "subhalo": int(sub),
+               "file": _rel(url, storage.locate(opts.images).url)}
         rows.append(row)
     if rows:
         write_part(storage.join(opts.out, "catalog", part_name(part)), rows_to_table(rows), store)
     if errors:
-        write_part(storage.join(opts.out, ERRORS_DIR, part_name(part)), pa.Table.from_pylist(errors),
+        write_part(storage.join(opts.out, ERRORS_DIR, part_name(part)),
+                   pa.Table.from_pylist(errors),
                    store, kind="errors")
     return {"rows": len(rows), "errors": len(errors), "selected_out": cut}
 
@@ -198,7 +201,8 @@ def plan_chunks(image_urls: Sequence[str], snap_min: int, snap_max: int, chunk: 
         p = parse_image_name(url)
         if p is None or not snap_min <= p.snap <= snap_max:
             continue
-        by_snap.setdefault(p.snap, {}).setdefault(p.subhalo, []).append((p.subhalo, p.projection, url))
+        entry = (p.subhalo, p.projection, url)
+        by_snap.setdefault(p.snap, {}).setdefault(p.subhalo, []).append(entry)
     plan = []
     for snap in sorted(by_snap):
         subs = sorted(by_snap[snap])
@@ -237,7 +241,8 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
         roots = read_root_ids(opts.sublink, keys, store)
     else:
         warnings.warn("no --sublink tree given: root_id is per subhalo and snapshot, so splits may "
-                      "put snapshots of one lineage in different splits", ErgoRayWarning, stacklevel=2)
+                      "put snapshots of one lineage in different splits", ErgoRayWarning,
+                      stacklevel=2)
     roots_by_snap: dict[int, dict[tuple[int, int], int]] = {}
     for key, value in (roots or {}).items():
         roots_by_snap.setdefault(key[0], {})[key] = value
@@ -259,6 +264,6 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
                 totals[key] += counts[key]
         done += 1
         if done % 20 == 0 or not pending:
-            log.info("ingest-sim: %d/%d chunks, %d galaxies-projections, %d errors", done, len(plan),
-                     totals["rows"], totals["errors"])
+            log.info("ingest-sim: %d/%d chunks, %d galaxies-projections, %d errors", done,
+                     len(plan), totals["rows"], totals["errors"])
     return totals

@@ -83,7 +83,8 @@ def normalise_catalog(table: pa.Table, domain: str, source: str) -> pa.Table:
     missing = [c for c in REQUIRED if c not in found]
     if missing:
         wanted = "; ".join(f"{c}: one of {', '.join(ALIASES[c])}" for c in missing)
-        msg = f"{storage.redact(source)}: missing column(s) {missing} ({wanted}); has {table.column_names}"
+        msg = (f"{storage.redact(source)}: missing column(s) {missing} ({wanted}); "
+               f"has {table.column_names}")
         raise CatalogSchemaError(msg, source)
     n = table.num_rows
     col = lambda c: table.column(found[c]).to_numpy(zero_copy_only=False)  # noqa: E731
@@ -115,7 +116,8 @@ def _check_unit(unit: sources.Unit, part: int, out: str, store: StorageConfig | 
     for row, result in sources.read_unit(unit, store):
         if isinstance(result, Exception):
             where = storage.join(unit["base"], row["file"]) if row.get("file") else unit["base"]
-            errors.append({"object_id": row.get("object_id"), "input_url": storage.redact(where),
+            errors.append({"object_id": row.get("object_id"),
+                           "input_url": storage.redact(where),
                            "reason": getattr(result, "reason", None) or type(result).__name__,
                            "message": str(result)})
         else:
@@ -123,7 +125,8 @@ def _check_unit(unit: sources.Unit, part: int, out: str, store: StorageConfig | 
     if rows:
         write_part(storage.join(out, "catalog", part_name(part)), rows_to_table(rows), store)
     if errors:
-        write_part(storage.join(out, "errors", part_name(part)), pa.Table.from_pylist(errors), store,
+        write_part(storage.join(out, "errors", part_name(part)), pa.Table.from_pylist(errors),
+                   store,
                    kind="errors")
     return {"rows": len(rows), "errors": len(errors)}
 

@@ -4,9 +4,9 @@ Definitions (method.md §4.2, formats research §2.5–2.7):
 
 * ``true_exsitu_frac = StellarMassExSitu / StellarMassTotal`` from the StellarAssembly catalogue
   ``galaxies_{snap:03d}.hdf5`` (all bound stars); NaN when the total is 0.
-* ``log_mstar = log10(StellarMassTotal · 1e10 / h)`` with h = 0.6774.
+* ``log_mstar = log10(StellarMassTotal · 1e10 / h)`` with TNG's h = 0.6774.
 * ``true_lmm_lookback_gyr = age(z_snap) − age(z[SnapNumLastMajorMerger])`` from the galaxy's own
-  epoch, with the TNG cosmology (flat ΛCDM, H0 = 67.74, Ωm = 0.3089, Ωb = 0.0486) and the
+  epoch, with the TNG cosmology (:mod:`ergo_ray.cosmology`) and the
   simulation's snapshot redshift table; NaN when ``SnapNumLastMajorMerger == -1``.
 * ``true_lmm_log_mass = log10(MassLastMajorMerger · 1e10 / h)``; NaN when there was none.
 
@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ergo_ray.cosmology import H_LITTLE, age_gyr
 from ergo_ray.errors import InputError
 
-#: Little-h of the TNG cosmology (Planck 2015).
-H_TNG = 0.6774
 #: StellarAssembly / MergerHistory mass unit in solar masses.
-MASS_UNIT = 1e10 / H_TNG
+MASS_UNIT = 1e10 / H_LITTLE
 
 _NAME = re.compile(
     r"shalo_(?P<snap>\d{3})-(?P<subhalo>\d+)_v(?P<proj>[0-3])_HSC_GRI(?:ZY)?"
@@ -62,13 +61,6 @@ def parse_image_name(name: str) -> MockImageName | None:
     if not m:
         return None
     return MockImageName(int(m["snap"]), int(m["subhalo"]), int(m["proj"]))
-
-
-def tng_cosmology():  # type: ignore[no-untyped-def]
-    """Return the TNG cosmology as an astropy ``FlatLambdaCDM``."""
-    from astropy.cosmology import FlatLambdaCDM
-
-    return FlatLambdaCDM(H0=67.74, Om0=0.3089, Ob0=0.0486)
 
 
 def read_snapshot_table(data: bytes, source: str) -> dict[int, float]:
@@ -126,11 +118,6 @@ def read_snapshot_table(data: bytes, source: str) -> dict[int, float]:
     return table
 
 
-def ages_gyr(redshifts: np.ndarray) -> np.ndarray:
-    """Age of the universe in Gyr at each redshift, in the TNG cosmology."""
-    return np.asarray(tng_cosmology().age(np.asarray(redshifts, dtype=float)).value, dtype=float)
-
-
 def truth_from_catalogues(
     *,
     snap: int,
@@ -179,17 +166,21 @@ def truth_from_catalogues(
     exsitu = np.asarray(stellar_exsitu, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(total > 0, exsitu / np.where(total > 0, total, 1.0), np.nan)
-        log_mstar = np.where(total > 0, np.log10(np.where(total > 0, total, 1.0) * MASS_UNIT), np.nan)
+        log_mstar = np.where(
+            total > 0, np.log10(np.where(total > 0, total, 1.0) * MASS_UNIT), np.nan
+        )
     z = float(snapshots[int(snap)])
     slm = np.asarray(snap_last_major, dtype=int)
     has = slm >= 0
     lookback = np.full(slm.shape, np.nan)
     if has.any():
         z_merge = np.array([snapshots[int(s)] for s in slm[has]])
-        lookback[has] = ages_gyr(np.array([z]))[0] - ages_gyr(z_merge)
+        lookback[has] = age_gyr(np.array([z]))[0] - age_gyr(z_merge)
     mlm = np.asarray(mass_last_major, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        log_mass = np.where(has & (mlm > 0), np.log10(np.where(mlm > 0, mlm, 1.0) * MASS_UNIT), np.nan)
+        log_mass = np.where(
+            has & (mlm > 0), np.log10(np.where(mlm > 0, mlm, 1.0) * MASS_UNIT), np.nan
+        )
     return {
         "redshift": np.full(slm.shape, z),
         "log_mstar": log_mstar,

@@ -33,11 +33,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from ergo_ray.cosmology import kpc_per_arcsec
 from ergo_ray.errors import BadObjectError, FitsFormatError
 from ergo_ray.io import fitsscan, storage
 from ergo_ray.io.cutout import Cutout
 from ergo_ray.types import (
     PIXEL_SCALE_ARCSEC,
+    PSF_FWHM_ARCSEC,
     RAW_BANDS,
     UNITS_PER_NANOMAGGY,
     ZERO_POINT,
@@ -89,9 +91,6 @@ HSC_MASK_PLANES: dict[str, int] = {
     "SENSOR_EDGE": 15,
     "INEXACT_PSF": 16,
 }
-
-#: Mean HSC Wide PSF FWHM per band in arcsec (formats research §1.6), for default PSF HDUs.
-PSF_FWHM_ARCSEC: dict[str, float] = {"g": 0.79, "r": 0.75, "i": 0.61}
 
 _HSC_NAME = re.compile(
     r"^(?P<lineno>\d+)-(?P<kind>cutout|coadd\+bg)-HSC-(?P<band>[GRIZY])-(?P<tract>\d+)-"
@@ -769,21 +768,6 @@ def _assemble(
 # --------------------------------------------------------------------------- TNG mocks
 
 
-#: TNG cosmology (Planck 2015: flat ΛCDM), for the ``KPCARC`` header of TNG-layout files.
-_TNG_H0, _TNG_OMEGA_M = 67.74, 0.3089
-_C_KM_S = 299792.458
-
-
-def _kpc_per_arcsec(z: float) -> float:
-    """Proper kpc per arcsec at redshift ``z`` in the TNG cosmology (radiation neglected)."""
-    if not (math.isfinite(z) and z > 0):
-        return float("nan")
-    zz = np.linspace(0.0, z, 2049)
-    inv_e = 1.0 / np.sqrt(_TNG_OMEGA_M * (1 + zz) ** 3 + (1 - _TNG_OMEGA_M))
-    comoving_mpc = _C_KM_S / _TNG_H0 * float(np.trapezoid(inv_e, zz))
-    return comoving_mpc / (1 + z) * 1000.0 * math.pi / (180.0 * 3600.0)
-
-
 def _gaussian_psf(fwhm_arcsec: float, size: int = 25) -> np.ndarray:
     sigma = fwhm_arcsec / PIXEL_SCALE_ARCSEC / 2.3548
     y, x = np.mgrid[:size, :size] - (size - 1) / 2.0
@@ -827,7 +811,8 @@ def tng_mock_bytes(
     from astropy.io import fits as afits
 
     h, w = cutout.image.shape[1:]
-    kpcarc = _kpc_per_arcsec(float(redshift))
+    z = float(redshift)
+    kpcarc = float(kpc_per_arcsec(z)) if math.isfinite(z) and z > 0 else math.nan
     hdus: list[Any] = [afits.PrimaryHDU()]
     for k, band in enumerate(RAW_BANDS):
         ext = f"SUBARU_HSC.{band.upper()}"

@@ -132,14 +132,16 @@ def join(url: str, *parts: str) -> str:
         The joined URL, in the same scheme.
     """
     loc = locate(url)
-    joined = posixpath.join(loc.path, *parts) if loc.scheme == "s3" else os.path.join(loc.path, *parts)
+    pathmod = posixpath if loc.scheme == "s3" else os.path
+    joined = pathmod.join(loc.path, *parts)
     return f"s3://{joined}" if loc.scheme == "s3" else joined
 
 
 def _s3_options(storage: StorageConfig | None, anon: bool) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     endpoint = storage.endpoint_url if storage else None
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    env = os.environ
+    endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     region = (storage.region if storage else None) or os.environ.get("AWS_DEFAULT_REGION")
     opts["endpoint"] = endpoint
     opts["region"] = region
@@ -150,7 +152,9 @@ def _s3_options(storage: StorageConfig | None, anon: bool) -> dict[str, Any]:
     return opts
 
 
-def fsspec_fs(url: str, storage: StorageConfig | None = None) -> tuple[fsspec.AbstractFileSystem, str]:
+def fsspec_fs(
+    url: str, storage: StorageConfig | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
     """Return an fsspec filesystem and the scheme-less path for a URL.
 
     Parameters
@@ -291,7 +295,8 @@ def list_files(
         raise StorageError(msg) from err
     names = sorted(
         p for p in found
-        if (not suffixes or p.endswith(suffixes)) and not posixpath.basename(p).startswith((".", "_"))
+        if (not suffixes or p.endswith(suffixes))
+        and not posixpath.basename(p).startswith((".", "_"))
     )
     return [f"s3://{p}" if loc.scheme == "s3" else p for p in names]
 

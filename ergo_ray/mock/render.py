@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ergo_ray.io.cutout import Cutout
+from ergo_ray.mock.components import Component, View
 from ergo_ray.mock.noise import (
     DETECTED_BIT,
     GAIN_E_PER_UNIT,
@@ -33,7 +34,7 @@ from ergo_ray.mock.noise import (
     correlated_noise,
     detection_mask,
 )
-from ergo_ray.mock.population import Component, Galaxy, View, draw_galaxy
+from ergo_ray.mock.population import Galaxy, draw_galaxy
 from ergo_ray.types import PIXEL_SCALE_ARCSEC
 
 __all__ = ["Rendered", "mock_object", "render_view"]
@@ -215,6 +216,26 @@ def _draw_star(galsim: Any, view: View, band: int, flux: float,
     return img.array.reshape(n, ovs, n, ovs).sum(axis=(1, 3))
 
 
+def _transfer(view: View, n: int, nfft: int, dk: float, k1: np.ndarray) -> np.ndarray:
+    """Return the (3, nfft, nfft) Fourier transfer function: PSF, pixel and sub-pixel shift."""
+    scale = PIXEL_SCALE_ARCSEC
+    # GalSim's convention: an even stamp's centre lies between pixels.
+    shift_px = [o - (0.5 if n % 2 == 0 else 0.0) for o in view.offset_px]
+    ex = np.exp(-1j * k1 * shift_px[0] * scale) * np.sinc(k1 * scale / (2 * np.pi))
+    ey = np.exp(-1j * k1 * shift_px[1] * scale) * np.sinc(k1 * scale / (2 * np.pi))
+    base = ey[:, None] * ex[None, :]
+    tf = np.empty((3, nfft, nfft), dtype=np.complex128)
+    for b in range(3):
+        psf = (
+            _base("moffat", 0.0, 0.0)
+            .dilate(view.psf_fwhm[b])
+            .shear(g1=view.psf_g[0], g2=view.psf_g[1])
+        )
+        tf[b] = psf.drawKImage(nx=nfft, ny=nfft, scale=dk).array
+    tf *= base
+    return tf
+
+
 def render_view(
     galaxy: Galaxy,
     view: View,
@@ -252,11 +273,6 @@ def render_view(
     nfft, dk, k1, box_r = _grid(n)
     half = 0.5 * n * scale  # arcsec from the centre to the stamp edge
     knot_seed = view.noise_seed % (2**31 - 1) + 1
-    # GalSim's convention: an even stamp's centre lies between pixels.
-    shift_px = [o - (0.5 if n % 2 == 0 else 0.0) for o in view.offset_px]
-    ex = np.exp(-1j * k1 * shift_px[0] * scale) * np.sinc(k1 * scale / (2 * np.pi))
-    ey = np.exp(-1j * k1 * shift_px[1] * scale) * np.sinc(k1 * scale / (2 * np.pi))
-    base = ey[:, None] * ex[None, :]
 
     field_gals = [c for c in view.field if c.kind != "point"] if field else []
     stars = [c for c in view.field if c.kind == "point"] if field else []
@@ -268,15 +284,7 @@ def render_view(
         galsim, field_gals, nfft, dk, half * 0.92, box_r, knot_seed
     )
     lo = nfft // 2 - n // 2
-    tf = np.empty((3, nfft, nfft), dtype=np.complex128)
-    for b in range(3):
-        psf = (
-            _base("moffat", 0.0, 0.0)
-            .dilate(view.psf_fwhm[b])
-            .shear(g1=view.psf_g[0], g2=view.psf_g[1])
-        )
-        tf[b] = psf.drawKImage(nx=nfft, ny=nfft, scale=dk).array
-    tf *= base
+    tf = _transfer(view, n, nfft, dk, k1)
     f_host = _combine(host_k, nfft)
     f_all = f_host + _combine(other_k, nfft)
     model = _to_real(f_all * tf, nfft)[:, lo : lo + n, lo : lo + n]

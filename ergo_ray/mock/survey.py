@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ergo_ray.cosmology import nearest_tng_snapshot
 from ergo_ray.errors import BadObjectError, ConfigError
 from ergo_ray.io import storage as st
 from ergo_ray.io.catalog import (
@@ -46,7 +47,7 @@ from ergo_ray.types import DOMAINS
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
 
-__all__ = ["MOCK_FORMATS", "MockSpec", "render_part", "render_survey", "tng_snapshot"]
+__all__ = ["MOCK_FORMATS", "MockSpec", "render_part", "render_survey"]
 
 log = logging.getLogger("ergo_ray")
 
@@ -54,31 +55,6 @@ MOCK_FORMATS: tuple[str, ...] = ("shards", "hsc-fits", "tng-fits")
 #: Data folders a mock run writes (cleared by ``overwrite``).
 DATA_DIRS: tuple[str, ...] = (CATALOG_DIR, TRUTH_DIR, "shards", "cutouts", "images")
 SPEC_FILE = "mock.json"
-
-#: TNG snapshot redshifts, snaps 72–91 (formats research §2.5).
-_TNG_SNAP_Z: dict[int, float] = {
-    72: 0.3999,
-    73: 0.3802,
-    74: 0.3607,
-    75: 0.3479,
-    76: 0.3288,
-    77: 0.3101,
-    78: 0.2977,
-    79: 0.2734,
-    80: 0.2613,
-    81: 0.2435,
-    82: 0.2260,
-    83: 0.2144,
-    84: 0.1973,
-    85: 0.1804,
-    86: 0.1693,
-    87: 0.1527,
-    88: 0.1419,
-    89: 0.1258,
-    90: 0.1099,
-    91: 0.0994,
-}
-
 
 @dataclass(frozen=True)
 class MockSpec:
@@ -148,24 +124,6 @@ class MockSpec:
     def n_tasks(self) -> int:
         """Number of parts (Ray tasks)."""
         return math.ceil(self.n / self.galaxies_per_task)
-
-
-def tng_snapshot(redshift: float) -> int:
-    """Return the TNG snapshot (72–91) nearest to a redshift, for TNG-style file names.
-
-    Parameters
-    ----------
-    redshift : float
-        The galaxy's redshift.
-
-    Returns
-    -------
-    int
-        Snapshot number.
-    """
-    if not math.isfinite(redshift):
-        return 91
-    return min(_TNG_SNAP_Z, key=lambda s: abs(_TNG_SNAP_Z[s] - redshift))
 
 
 def pseudo_tract(ra: float | None, dec: float | None) -> int:
@@ -270,39 +228,9 @@ def render_part(
                 if len(pending) >= spec.rows_per_file:
                     flush_shard()
             elif spec.fmt == "hsc-fits":
-                lineno = _lineno(spec, index, projection)
-                tract = int(
-                    row.get("tract") or pseudo_tract(row.get("ra"), row.get("dec"))
-                )
-                write_hsc_cutout(
-                    cut,
-                    st.join(out, "cutouts"),
-                    lineno=lineno,
-                    tract=tract,
-                    storage_cfg=storage,
-                    ra=row.get("ra"),
-                    dec=row.get("dec"),
-                )
-                row.update(
-                    cutout_lineno=lineno,
-                    tract=tract,
-                    file=f"cutouts/{hsc_cutout_name(lineno, 'i', tract)}",
-                )
-                files += 3
+                files += _write_hsc_fits(spec, cut, row, index, projection, out, storage)
             else:
-                snap = int(row.get("snap") or tng_snapshot(float(row["redshift"])))
-                subhalo = int(row.get("subhalo", index))
-                name = tng_mock_name(snap, subhalo, projection)
-                write_tng_mock(
-                    cut,
-                    st.join(out, "images", name),
-                    redshift=row["redshift"],
-                    storage_cfg=storage,
-                    ra=row.get("ra"),
-                    dec=row.get("dec"),
-                )
-                row.update(snap=snap, subhalo=subhalo, file=f"images/{name}")
-                files += 1
+                files += _write_tng_fits(cut, row, index, projection, out, storage)
             rows.append(row)
     flush_shard()
     if hide_truth:
@@ -325,6 +253,46 @@ def render_part(
         "seconds": time.perf_counter() - t0,
         "reasons": reasons,
     }
+
+
+def _write_hsc_fits(spec: MockSpec, cut: Cutout, row: dict[str, Any], index: int,
+                    projection: int, out: str, storage: StorageConfig | None) -> int:
+    """Write one object as HSC service cutouts (g, r, i files); complete its row."""
+    lineno = _lineno(spec, index, projection)
+    tract = int(row.get("tract") or pseudo_tract(row.get("ra"), row.get("dec")))
+    write_hsc_cutout(
+        cut,
+        st.join(out, "cutouts"),
+        lineno=lineno,
+        tract=tract,
+        storage_cfg=storage,
+        ra=row.get("ra"),
+        dec=row.get("dec"),
+    )
+    row.update(
+        cutout_lineno=lineno,
+        tract=tract,
+        file=f"cutouts/{hsc_cutout_name(lineno, 'i', tract)}",
+    )
+    return 3
+
+
+def _write_tng_fits(cut: Cutout, row: dict[str, Any], index: int, projection: int, out: str,
+                    storage: StorageConfig | None) -> int:
+    """Write one object as a TNG-style mock file; complete its row."""
+    snap = int(row.get("snap") or nearest_tng_snapshot(float(row["redshift"])))
+    subhalo = int(row.get("subhalo", index))
+    name = tng_mock_name(snap, subhalo, projection)
+    write_tng_mock(
+        cut,
+        st.join(out, "images", name),
+        redshift=row["redshift"],
+        storage_cfg=storage,
+        ra=row.get("ra"),
+        dec=row.get("dec"),
+    )
+    row.update(snap=snap, subhalo=subhalo, file=f"images/{name}")
+    return 1
 
 
 def _render_task(

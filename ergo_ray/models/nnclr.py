@@ -70,7 +70,8 @@ class NNCLR(nn.Module):
         Hidden width of the prediction head.
     """
 
-    def __init__(self, encoder: nn.Module, *, rep_dim: int, proj_dim: int, pred_hidden: int) -> None:
+    def __init__(self, encoder: nn.Module, *, rep_dim: int, proj_dim: int,
+                 pred_hidden: int) -> None:
         super().__init__()
         self.encoder = encoder
         self.projection_head = NNCLRProjectionHead(rep_dim, rep_dim, proj_dim)

@@ -217,6 +217,34 @@ class TargetTransform:
         """Map physical targets (..., 3) to the standardised network space."""
         return self.scaler.forward(self._pre(y))
 
+    def log_det_forward(self, y: np.ndarray) -> np.ndarray:
+        """Return log |det ∂forward/∂y| at physical targets ``y`` (..., 3).
+
+        The change-of-variables term that turns a density in the network space into one in
+        physical units: ``−Σ log scale`` plus, for the logit transform, ``−log f − log(1 − f)``
+        of the ex-situ fraction ``f``; NaN where the logit clips ``f`` (outside
+        [eps, 1 − eps]), as the map is not invertible there.
+
+        Parameters
+        ----------
+        y : numpy.ndarray
+            (..., 3) physical targets.
+
+        Returns
+        -------
+        numpy.ndarray
+            float64 (...) log-determinants.
+        """
+        y = np.asarray(y, dtype=np.float64)
+        out = np.full(y.shape[:-1], -float(np.sum(np.log(self.scaler.scale))))
+        if self.exsitu_transform == "logit":
+            f = y[..., 0]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                term = -np.log(f) - np.log1p(-f)
+            inside = (f >= self.eps) & (f <= 1.0 - self.eps)
+            out = out + np.where(inside, term, np.nan)
+        return out
+
     def inverse(self, x: ArrayLike) -> ArrayLike:
         """Map network-space values (..., 3) back to physical targets."""
         u = self.scaler.inverse(x)

@@ -180,14 +180,7 @@ def match_sets(
         j = index.rows[start[np.arange(k.size), k] + (u - prev)]
         ok = ~used[j] & (np.abs(o[j] - s[pending]) <= tolv).all(axis=1)
         if ok.any():
-            cand, cj = pending[ok], j[ok]
-            # Earliest target (smallest index = visiting rank) wins each observed galaxy.
-            srt = np.lexsort((cand, cj))
-            cand, cj = cand[srt], cj[srt]
-            first = np.ones(cj.size, dtype=bool)
-            first[1:] = cj[1:] != cj[:-1]
-            partner[cand[first]] = cj[first]
-            used[cj[first]] = True
+            _claim(partner, used, pending[ok], j[ok])
             left = partner[pending] < 0
             pending, start, end = pending[left], start[left], end[left]
 
@@ -195,9 +188,32 @@ def match_sets(
     # those inside the box, then resolve in rounds without rejections: each straggler draws
     # among its remaining candidates and the earliest wins a contested galaxy.
     pending = np.sort(pending)
-    pair_t, pair_j = [], []
     if pending.size:
         index = _UnusedIndex(o, np.flatnonzero(~used), tol, lo, span, r_min, width)
+        pt, pj = _candidate_pairs(index, o, s, pending, tol, tolv)
+        _resolve(rng, partner, used, pt, pj)
+
+    matched = np.flatnonzero(partner >= 0)
+    return obs_rows[partner[matched]], sim_rows[matched]
+
+
+def _claim(partner: np.ndarray, used: np.ndarray, cand: np.ndarray, cj: np.ndarray) -> None:
+    """Pair targets ``cand`` with observed rows ``cj``; the earliest target wins a contested row.
+
+    (Smallest target index = earliest visiting rank.)
+    """
+    srt = np.lexsort((cand, cj))
+    cand, cj = cand[srt], cj[srt]
+    first = np.ones(cj.size, dtype=bool)
+    first[1:] = cj[1:] != cj[:-1]
+    partner[cand[first]] = cj[first]
+    used[cj[first]] = True
+
+
+def _candidate_pairs(index: _UnusedIndex, o: np.ndarray, s: np.ndarray, pending: np.ndarray,
+                     tol: BoxTolerance, tolv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every (target, unused observed row) pair inside the box, enumerated in chunks."""
+    pair_t, pair_j = [], []
     for c0 in range(0, pending.size, _CHUNK):
         chunk = pending[c0 : c0 + _CHUNK]
         st_, en_ = index.ranges(s[chunk], tol)
@@ -210,6 +226,12 @@ def match_sets(
         pair_j.append(jj[keep])
     pt = np.concatenate(pair_t) if pair_t else np.zeros(0, dtype=np.int64)
     pj = np.concatenate(pair_j) if pair_j else np.zeros(0, dtype=np.int64)
+    return pt, pj
+
+
+def _resolve(rng: np.random.Generator, partner: np.ndarray, used: np.ndarray, pt: np.ndarray,
+             pj: np.ndarray) -> None:
+    """Resolve in rounds without rejections: each target draws a free candidate."""
     while pt.size:
         free = ~used[pj] & (partner[pt] < 0)
         pt, pj = pt[free], pj[free]
@@ -217,13 +239,4 @@ def match_sets(
             break
         tt, first_idx, n_c = np.unique(pt, return_index=True, return_counts=True)
         pick = first_idx + (rng.random(tt.size) * n_c).astype(np.int64)
-        cand, cj = pt[pick], pj[pick]
-        srt = np.lexsort((cand, cj))
-        cand, cj = cand[srt], cj[srt]
-        first = np.ones(cj.size, dtype=bool)
-        first[1:] = cj[1:] != cj[:-1]
-        partner[cand[first]] = cj[first]
-        used[cj[first]] = True
-
-    matched = np.flatnonzero(partner >= 0)
-    return obs_rows[partner[matched]], sim_rows[matched]
+        _claim(partner, used, pt[pick], pj[pick])

@@ -155,7 +155,7 @@ def _bin2(img: np.ndarray) -> np.ndarray:
 
 
 def _bin2_any(mask: np.ndarray) -> np.ndarray:
-    """True for the 2 × 2 blocks holding a True pixel (a trailing odd row/column is dropped)."""
+    """Mark the 2 × 2 blocks holding a True pixel (a trailing odd row/column is dropped)."""
     h, w = mask.shape[0] // 2 * 2, mask.shape[1] // 2 * 2
     out = mask[0:h:2, 0:w:2] | mask[1:h:2, 0:w:2]
     out |= mask[0:h:2, 1:w:2]

@@ -12,8 +12,7 @@ Two files:
     needed to continue training. ``R`` is 1 for a ``"global"`` support set (identical on
     all ranks) and the number of workers for ``"per_worker"``.
 ``encoder.pt`` (``OUT/encoder.pt``)
-    ``{"format", "version", "state_dict", "meta"}`` with ``meta = {"clr", "preprocess",
-    "in_size", "rep_dim", "epoch", "ergo_ray_version"}``: what inference needs.
+    what inference needs, in the format of :mod:`ergo_ray.shared.encoder_file`.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ import torch
 
 from ergo_ray.errors import CheckpointError, StorageError
 from ergo_ray.io import storage as st
+from ergo_ray.shared.encoder_file import ENCODER_FILE, encoder_bytes, encoder_from_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,10 +49,8 @@ __all__ = [
 ]
 
 STATE_FILE = "state.pt"
-ENCODER_FILE = "encoder.pt"
 METRICS_FILE = "metrics.jsonl"
 _STATE_FORMAT = "ergo_ray.nnclr-state"
-_ENCODER_FORMAT = "ergo_ray.encoder"
 _VERSION = 1
 
 #: ``clr`` keys that fix the shapes of saved tensors: a checkpoint is only resumed (and an
@@ -107,7 +105,8 @@ def load_training_state(directory: str) -> dict[str, Any]:
     with open(path, "rb") as fh:
         state = _load_bytes(fh.read(), path)
     if state.get("format") != _STATE_FORMAT:
-        raise CheckpointError(f"{path}: not an NNCLR training state (format {state.get('format')!r})")
+        msg = f"{path}: not an NNCLR training state (format {state.get('format')!r})"
+        raise CheckpointError(msg)
     return state
 
 
@@ -137,48 +136,23 @@ def check_compatible(saved_clr: Mapping[str, Any], clr: Mapping[str, Any], sourc
 
 
 def export_encoder(
-    url: str,
-    encoder: nn.Module,
-    *,
-    clr: Mapping[str, Any],
-    preprocess: Mapping[str, Any],
-    in_size: int,
-    rep_dim: int,
-    epoch: int | None = None,
-    storage: StorageConfig | None = None,
+    url: str, encoder: nn.Module, *, storage: StorageConfig | None = None, **meta: Any
 ) -> None:
-    """Write the trained encoder as a plain dict (``OUT/encoder.pt``).
+    """Write the trained encoder to ``url`` (``OUT/encoder.pt``).
 
     Parameters
     ----------
     url : str
         Destination file URL.
     encoder : nn.Module
-        The encoder (:class:`ergo_ray.models.encoder.Encoder`), unwrapped from DDP.
-    clr : mapping
-        The ``clr`` config section (JSON form).
-    preprocess : mapping
-        The ``preprocess`` config section that produced the training stamps.
-    in_size : int
-        Stamp side in pixels.
-    rep_dim : int
-        Representation length.
-    epoch : int, optional
-        Last trained epoch (0-based).
+        The encoder, unwrapped from DDP.
     storage : StorageConfig, optional
         Storage settings.
+    **meta
+        ``clr``, ``preprocess``, ``in_size``, ``rep_dim`` and ``epoch``, as
+        :func:`ergo_ray.shared.encoder_file.encoder_bytes` takes them.
     """
-    from ergo_ray import __version__
-
-    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
-    meta = {"clr": json.loads(json.dumps(dict(clr))),
-            "preprocess": json.loads(json.dumps(dict(preprocess))),
-            "in_size": int(in_size), "rep_dim": int(rep_dim),
-            "epoch": -1 if epoch is None else int(epoch), "ergo_ray_version": __version__}
-    buf = io.BytesIO()
-    torch.save({"format": _ENCODER_FORMAT, "version": _VERSION, "state_dict": state,
-                "meta": meta}, buf)
-    st.write_bytes(url, buf.getvalue(), storage)
+    st.write_bytes(url, encoder_bytes(encoder, **meta), storage)
 
 
 def load_encoder(url: str, storage: StorageConfig | None = None) -> tuple[Encoder, dict[str, Any]]:
@@ -204,27 +178,13 @@ def load_encoder(url: str, storage: StorageConfig | None = None) -> tuple[Encode
         If the file is missing, unreadable, not an encoder, or its weights do not fit the
         architecture its meta describes.
     """
-    from ergo_ray.models.encoder import build_encoder
-
     file_url = url if str(url).endswith(".pt") else st.join(url, ENCODER_FILE)
     try:
         data = st.read_bytes(file_url, storage)
     except StorageError as err:
         raise CheckpointError(f"cannot read encoder: {err}") from err
-    obj = _load_bytes(data, file_url)
-    if obj.get("format") != _ENCODER_FORMAT or "state_dict" not in obj or "meta" not in obj:
-        raise CheckpointError(f"{st.redact(file_url)}: not an ergo_ray encoder file")
-    meta = dict(obj["meta"])
-    clr = meta.get("clr", {})
-    try:
-        encoder = build_encoder(clr["widths"], clr["blocks"], int(meta["rep_dim"]),
-                                int(meta["in_size"]))
-        encoder.load_state_dict(obj["state_dict"], strict=True)
-    except (KeyError, ValueError, RuntimeError) as err:
-        msg = f"{st.redact(file_url)}: encoder weights do not match its recorded architecture: {err}"
-        raise CheckpointError(msg) from err
-    encoder.eval()
-    return encoder, meta
+    encoder, meta = encoder_from_bytes(data, st.redact(file_url))
+    return encoder, meta  # type: ignore[return-value]
 
 
 def read_metrics(url: str, storage: StorageConfig | None = None) -> list[dict[str, Any]]:

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ergo_ray.infer.summaries import summarize
 from ergo_ray.models.cinn import ConditionalINN
 from ergo_ray.models.targets import merger_mask
+from ergo_ray.shared.summaries import summarize
 from ergo_ray.types import TARGETS
 
 __all__ = ["latent_normality", "posterior_metrics"]

@@ -475,7 +475,7 @@ def _run_config(
     """Checkpoints under ``OUT/_train/<name>``: the same name and path resume a run."""
     import ray.train
 
-    from ergo_ray.infer.embedding import write_filesystem
+    from ergo_ray.shared.embedding import write_filesystem
 
     fs, path = write_filesystem(st.join(out_url, "_train"), storage)
     return ray.train.RunConfig(

@@ -5,7 +5,7 @@ Steps:
 1. find the prepared inputs that carry truth (``true_*`` columns) and check the frozen
    encoder fits their stamps;
 2. embed their train/val/test rows of the simulated domains (``cfg.cinn.domains``) with
-   the encoder, as a Ray Data job (:mod:`ergo_ray.infer.embedding`); the representations
+   the encoder, as a Ray Data job (:mod:`ergo_ray.shared.embedding`); the representations
    are kept under ``OUT/_work/embeddings`` and reused by a re-run with the same encoder
    and inputs;
 3. fit the target transform on the training split and train the cINN, conditioned on the
@@ -13,7 +13,7 @@ Steps:
    (:mod:`ergo_ray.train.cinn_loop`; checkpoints in ``OUT/_train/cinn``, resumed by a
    re-run); with ``baseline=True`` the same run then trains the same network conditioned
    on the standardised (log M*, z) only;
-4. draw the OOD reference set and calibrate its score (:mod:`ergo_ray.infer.ood_score`);
+4. draw the OOD reference set and calibrate its score (:mod:`ergo_ray.shared.ood_score`);
 5. measure calibration and accuracy on the test split
    (:mod:`ergo_ray.train.cinn_calibration`);
 6. write the bundle (:mod:`ergo_ray.infer.bundle`).
@@ -24,27 +24,28 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
-from ergo_ray.infer import bundle as bd
-from ergo_ray.infer.embedding import (
-    embed_dataset,
-    read_representations,
-    representation_matrix,
-    write_filesystem,
-)
-from ergo_ray.infer.ood_score import OodReference, build_reference
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
 from ergo_ray.models.observables import observable_values, source_columns
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
+from ergo_ray.shared import bundle_format as bd
+from ergo_ray.shared.bundle_format import BASELINE_INPUTS, bundle_files, jsonable
+from ergo_ray.shared.embedding import (
+    embed_dataset,
+    read_representations,
+    representation_matrix,
+    write_filesystem,
+)
+from ergo_ray.shared.ood_score import OodReference, build_reference
 from ergo_ray.train.cinn_calibration import latent_normality, posterior_metrics
 from ergo_ray.train.cinn_loop import TrainJob, loop_config, run_training
 
@@ -53,10 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ergo_ray")
 
-__all__ = ["BASELINE_INPUTS", "bundle_files", "train_cinn"]
+__all__ = ["train_cinn"]
 
-#: Condition of the baseline cINN.
-BASELINE_INPUTS: tuple[str, str] = ("log_mstar", "redshift")
 
 
 def _encoder_file(url: str) -> str:
@@ -246,9 +245,9 @@ def train_cinn(
     CheckpointError
         If the encoder does not fit the inputs.
     """
+    from ergo_ray.io.prepared import discover_inputs
     from ergo_ray.runtime import scaling_config
     from ergo_ray.train.checkpoint import load_encoder
-    from ergo_ray.train.data import discover_inputs
 
     storage = cfg.storage
     gpu = cfg.cluster.use_gpu if use_gpu is None else use_gpu
@@ -281,13 +280,60 @@ def train_cinn(
 
     files = [f for p in inputs for f in p.files]
     table = _embed(cfg, files, enc_file, sha, size, out_url, gpu)
+    data = _training_data(table, cfg, source=str(data_urls[0]))
+    transform = TargetTransform.fit(data.y[data.rows["train"]], cfg.cinn.exsitu_transform)
+    ystd = np.asarray(transform.forward(data.y), np.float32)
+    jobs = [_cinn_job(cfg, data, ystd)]
+    base = _baseline_job(cfg, data, ystd, source=str(data_urls[0])) if baseline else None
+    if base is not None:
+        jobs.append(base.job)
+    trained = run_training(out_url, jobs, scaling_config(cfg, workers, gpu), storage)
+
+    metrics, weights = _test_and_weights(cfg, trained, transform, data, base)
+    files_out = {"encoder.pt": enc_bytes, **weights}
+
+    ood = _ood_reference(cfg, data)
+    metrics["ood"] = {
+        "n_reference": len(ood.reference),
+        "k": ood.k,
+        "metric": ood.metric,
+        "norm": ood.norm,
+    }
+    files_out.update(
+        bundle_files(
+            transform=transform,
+            run_cfg=run_cfg,
+            ood=ood,
+            metrics=metrics,
+            input_size=size,
+            rep_dim=rep_dim,
+            observables=cfg.cinn.observables,
+            baseline_scaler=base.scaler if base is not None else None,
+        )
+    )
+    return bd.write_bundle(out_url, files_out, storage)
+
+
+@dataclass(frozen=True)
+class _TrainingData:
+    """The embedded rows of the simulated domains, ready for the cINN."""
+
+    reps: np.ndarray          # (N, D) representations
+    cond: np.ndarray          # (N, D + len(observables)) condition
+    y: np.ndarray             # (N, 3) encoded truth
+    log_mstar: np.ndarray     # (N,)
+    redshift: np.ndarray      # (N,)
+    rows: dict[str, np.ndarray]  # usable row indices of train, val, test
+
+
+def _training_data(table: pa.Table, cfg: RunConfig, source: str) -> _TrainingData:
+    """Build the condition and the targets, and the usable rows of each split."""
     if table.num_rows == 0:
         msg = f"no rows of domains {list(cfg.cinn.domains)} in the inputs"
-        raise InputError(msg, source=str(data_urls[0]))
+        raise InputError(msg, source=source)
     reps = representation_matrix(table)
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     y, usable = encode_truth(*(_column(table, c) for c in TRUTH_COLUMNS))
-    lm, zz = _column(table, "log_mstar"), _column(table, "redshift")
     observables = cfg.cinn.observables
     absent = [c for c in source_columns(observables) if c not in table.column_names]
     if absent:
@@ -295,7 +341,7 @@ def train_cinn(
             f"the inputs have no {', '.join(absent)} column, which cinn.observables "
             f"{list(observables)} conditions the cINN on"
         )
-        raise InputError(msg, source=str(data_urls[0]))
+        raise InputError(msg, source=source)
     obs = observable_values(observables, lambda c: _column(table, c), table.num_rows)
     cond = np.concatenate([reps, *(obs[c][:, None] for c in observables)], axis=1)
     usable &= np.isfinite(cond).all(axis=1)
@@ -311,198 +357,114 @@ def train_cinn(
     )
     if len(rows["train"]) < 2:
         msg = f"too few usable training rows for the cINN ({len(rows['train'])})"
-        raise InputError(msg, source=str(data_urls[0]))
+        raise InputError(msg, source=source)
+    return _TrainingData(reps, cond, y, _column(table, "log_mstar"),
+                         _column(table, "redshift"), rows)
 
-    transform = TargetTransform.fit(y[rows["train"]], cfg.cinn.exsitu_transform)
-    ystd = np.asarray(transform.forward(y), np.float32)
-    scaling = scaling_config(cfg, workers, gpu)
-    tr, va, te = rows["train"], rows["val"], rows["test"]
 
-    arch = CinnArch.from_config(cfg.cinn, cond.shape[1], init_seed=cfg.seed)
-    cond_scaler = Standardizer.fit(cond[tr])
-    jobs = [
-        TrainJob(
-            "cinn",
-            ystd[tr],
-            cond[tr],
-            ystd[va],
-            cond[va],
-            loop_config(cfg, arch, cfg.seed, (cond_scaler.mean, cond_scaler.scale)),
-        )
-    ]
-    base_scaler = None
-    if baseline:
-        base_cond = np.stack([lm, zz], axis=1)
-        ok_b = np.isfinite(base_cond).all(axis=1)
-        tr_b, va_b, te_b = (r[ok_b[r]] for r in (tr, va, te))
-        if len(tr_b) < 2:
-            msg = "too few training rows with log_mstar and redshift for the baseline"
-            raise InputError(msg, source=str(data_urls[0]))
-        base_scaler = Standardizer.fit(base_cond[tr_b])
-        cstd = np.asarray(
-            base_scaler.forward(np.where(ok_b[:, None], base_cond, 0.0)), np.float32
-        )
-        arch_b = CinnArch.from_config(
-            cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed
-        )
-        jobs.append(
-            TrainJob(
-                "baseline",
-                ystd[tr_b],
-                cstd[tr_b],
-                ystd[va_b],
-                cstd[va_b],
-                loop_config(cfg, arch_b, cfg.seed),
-            )
-        )
-    trained = run_training(out_url, jobs, scaling, storage)
+def _cinn_job(cfg: RunConfig, data: _TrainingData, ystd: np.ndarray) -> TrainJob:
+    """Return the job of the cINN conditioned on the representation (and the observables)."""
+    tr, va = data.rows["train"], data.rows["val"]
+    arch = CinnArch.from_config(cfg.cinn, data.cond.shape[1], init_seed=cfg.seed)
+    cond_scaler = Standardizer.fit(data.cond[tr])
+    return TrainJob(
+        "cinn",
+        ystd[tr],
+        data.cond[tr],
+        ystd[va],
+        data.cond[va],
+        loop_config(cfg, arch, cfg.seed, (cond_scaler.mean, cond_scaler.scale)),
+    )
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    job: TrainJob
+    scaler: Standardizer
+    cond: np.ndarray       # (N, 2) standardised (log M*, z); 0 where either is missing
+    test_rows: np.ndarray
+
+
+def _baseline_job(
+    cfg: RunConfig, data: _TrainingData, ystd: np.ndarray, source: str
+) -> _Baseline:
+    """Return the job of the same network conditioned on the standardised (log M*, z) only."""
+    base_cond = np.stack([data.log_mstar, data.redshift], axis=1)
+    ok_b = np.isfinite(base_cond).all(axis=1)
+    tr_b, va_b, te_b = (r[ok_b[r]] for r in (data.rows[s] for s in ("train", "val", "test")))
+    if len(tr_b) < 2:
+        msg = "too few training rows with log_mstar and redshift for the baseline"
+        raise InputError(msg, source=source)
+    base_scaler = Standardizer.fit(base_cond[tr_b])
+    cstd = np.asarray(
+        base_scaler.forward(np.where(ok_b[:, None], base_cond, 0.0)), np.float32
+    )
+    arch_b = CinnArch.from_config(cfg.cinn, len(BASELINE_INPUTS), init_seed=cfg.seed)
+    job = TrainJob(
+        "baseline",
+        ystd[tr_b],
+        cstd[tr_b],
+        ystd[va_b],
+        cstd[va_b],
+        loop_config(cfg, arch_b, cfg.seed),
+    )
+    return _Baseline(job, base_scaler, cstd, te_b)
+
+
+def _test_and_weights(
+    cfg: RunConfig,
+    trained: dict[str, tuple[ConditionalINN, dict[str, Any]]],
+    transform: TargetTransform,
+    data: _TrainingData,
+    base: _Baseline | None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Return the metrics on the test split and the weight files of the trained networks."""
+    te = data.rows["test"]
     model, hist = trained["cinn"]
     metrics: dict[str, Any] = {
-        "n_rows": {k: len(v) for k, v in rows.items()},
+        "n_rows": {k: len(v) for k, v in data.rows.items()},
         "domains": list(cfg.cinn.domains),
         "training": _training_summary(hist, with_history=True),
-        "test": _evaluate(model, transform, cond[te], y[te], lm[te], cfg),
+        "test": _evaluate(model, transform, data.cond[te], data.y[te], data.log_mstar[te], cfg),
     }
-    files_out: dict[str, bytes] = {
-        "encoder.pt": enc_bytes,
-        "cinn.pt": bd.torch_bytes(model.payload()),
-    }
-    if baseline:
+    files_out: dict[str, bytes] = {"cinn.pt": bd.torch_bytes(model.payload())}
+    if base is not None:
         bmodel, bhist = trained["baseline"]
+        te_b = base.test_rows
         metrics["baseline"] = {
             "inputs": list(BASELINE_INPUTS),
             "training": _training_summary(bhist, with_history=False),
-            "test": _evaluate(bmodel, transform, cstd[te_b], y[te_b], lm[te_b], cfg),
+            "test": _evaluate(bmodel, transform, base.cond[te_b], data.y[te_b],
+                              data.log_mstar[te_b], cfg),
         }
         files_out["baseline.pt"] = bd.torch_bytes(bmodel.payload())
+    return metrics, files_out
 
-    ood = build_reference(
-        reps[tr],
+
+def _ood_reference(cfg: RunConfig, data: _TrainingData) -> OodReference:
+    """Draw the OOD reference set from the training representations and calibrate it."""
+    return build_reference(
+        data.reps[data.rows["train"]],
         n_reference=cfg.cinn.n_ood_reference,
         k=cfg.ood.k,
         metric=cfg.ood.metric,
         quantile=cfg.ood.quantile,
         seed=cfg.ood.seed,
         max_holdout=cfg.ood.max_per_set,
-        fallback_holdout=reps[va],
+        fallback_holdout=data.reps[data.rows["val"]],
     )
-    metrics["ood"] = {
-        "n_reference": len(ood.reference),
-        "k": ood.k,
-        "metric": ood.metric,
-        "norm": ood.norm,
-    }
-    files_out.update(
-        bundle_files(
-            transform=transform,
-            run_cfg=run_cfg,
-            ood=ood,
-            metrics=metrics,
-            input_size=size,
-            rep_dim=rep_dim,
-            observables=observables,
-            baseline_scaler=base_scaler,
-        )
-    )
-    model_id = bd.write_bundle(out_url, files_out, storage)
-    if not cfg.cinn.widening.enabled:
-        return model_id
-    from ergo_ray.train.widening_fit import fit_widening
 
-    widening = fit_widening(bd.load_bundle(out_url, storage, device="cpu"), inputs, cfg)
-    files_out[bd.WIDENING_FILE] = json.dumps(_jsonable(widening.to_dict()), indent=2).encode()
-    return bd.write_bundle(out_url, files_out, storage)
-
-
-
-def bundle_files(
-    *,
-    transform: TargetTransform,
-    run_cfg: RunConfig,
-    ood: OodReference,
-    metrics: dict[str, Any],
-    input_size: int,
-    rep_dim: int,
-    observables: Sequence[str] = (),
-    baseline_scaler: Standardizer | None = None,
-) -> dict[str, bytes]:
-    """Return the bundle's metadata files (everything but the weights).
-
-    Parameters
-    ----------
-    transform : TargetTransform
-        Fitted target transform.
-    run_cfg : RunConfig
-        Resolved configuration, with the ``preprocess`` section of the training stamps.
-    ood : OodReference
-        OOD reference set and calibration.
-    metrics : dict
-        Test-split metrics (``metrics.json``; non-finite values become null).
-    input_size : int
-        Stamp side S.
-    rep_dim : int
-        Representation length.
-    observables : sequence of str
-        Catalogue columns appended to the representation as the cINN's condition.
-    baseline_scaler : Standardizer, optional
-        Condition scaler of the baseline, when ``baseline.pt`` is written.
-
-    Returns
-    -------
-    dict of str to bytes
-        ``transforms.json``, ``config.yaml``, ``reference.npy``, ``reference_kdist.npy``
-        and ``metrics.json``.
-    """
-    transforms = {
-        "targets": transform.to_dict(),
-        "input_size": int(input_size),
-        "rep_dim": int(rep_dim),
-        "observables": list(observables),
-        "preprocess": run_cfg.preprocess.model_dump(mode="json"),
-        "baseline_inputs": list(BASELINE_INPUTS) if baseline_scaler else None,
-        "baseline_condition": baseline_scaler.to_dict() if baseline_scaler else None,
-        "ood": ood.to_dict(),
-    }
-    return {
-        "transforms.json": json.dumps(transforms, indent=2).encode(),
-        "config.yaml": bd.bundle_config(run_cfg).encode(),
-        "reference.npy": bd.npy_bytes(ood.reference.astype(np.float32)),
-        "reference_kdist.npy": bd.npy_bytes(ood.self_kdist.astype(np.float64)),
-        "metrics.json": json.dumps(
-            _jsonable(metrics), indent=2, allow_nan=False
-        ).encode(),
-    }
 
 
 def _training_summary(hist: dict[str, Any], with_history: bool) -> dict[str, Any]:
     out = {
         "epochs": hist["epoch"] + 1,
-        "best_val_nll": _finite(hist["best_val"]),
+        "best_val_nll": jsonable(float(hist["best_val"])),
         "early_stopped": bool(hist["stopped"]),
     }
     if with_history:
         out["history"] = hist["history"]
     return out
-
-
-def _finite(v: Any) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    """Replace non-finite floats by None so ``metrics.json`` is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, float | np.floating):
-        return _finite(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def check_options(workers: int | None) -> None:

@@ -438,9 +438,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     Parameters
     ----------
     config : dict
-        From :func:`loop_config`. Testing hook: ``fail_after_epoch`` plus ``fail_marker``
-        (a URL) make rank 0 raise once after reporting that epoch, to exercise
-        ``FailureConfig`` retries.
+        From :func:`loop_config`, optionally with ``after_epoch``: a picklable callable
+        ``(epoch, rank)`` run on every worker once the epoch's checkpoint is reported (the
+        fault-tolerance test raises from it to exercise ``FailureConfig`` retries).
     """
     import ray.train
     import ray.train.torch as rtt
@@ -482,16 +482,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             ckpt.append_metrics(metrics_url, metrics, storage)
             log.info("NNCLR epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
                                                    for k, v in metrics.items()})
-            _maybe_fail(config, epoch, storage)
-
-
-def _maybe_fail(config: Mapping[str, Any], epoch: int, storage: StorageConfig | None) -> None:
-    marker = config.get("fail_marker")
-    if marker is None or config.get("fail_after_epoch") != epoch or st.exists(marker, storage):
-        return
-    st.write_bytes(marker, b"failed once\n", storage)
-    msg = f"injected worker failure after epoch {epoch} (testing hook)"
-    raise RuntimeError(msg)
+        if config.get("after_epoch") is not None:
+            config["after_epoch"](epoch, ctx.get_world_rank())
 
 
 # --------------------------------------------------------------------------------------

@@ -16,10 +16,6 @@ Datasets built here:
 ``monitor``
     A fixed sample of up to ``monitor_rows`` training rows with the same columns: the
     reference set of the k-NN representation monitor.
-
-:func:`write_toy_prepared_shards` writes small prepared-format shards of simple synthetic
-galaxies whose size, brightness, colour and halo follow ``log_mstar``, ``true_exsitu_frac``
-and ``redshift``, for tests and smoke runs.
 """
 
 from __future__ import annotations
@@ -27,17 +23,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from ergo_ray.errors import ConfigError, InputError, StorageError
+from ergo_ray.errors import ConfigError, InputError
 from ergo_ray.io import storage as st
-from ergo_ray.io.schemas import META_IMAGE_SHAPE, META_KIND, META_SCHEMA, SCHEMA_VERSION
+from ergo_ray.io.prepared import PreparedInput
 
 if TYPE_CHECKING:
     import ray.data
@@ -46,15 +40,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MONITOR_TARGETS",
-    "PreparedInput",
     "batch_images",
     "build_datasets",
-    "discover_inputs",
     "iterate_batches",
     "mix_factors",
     "read_split",
     "split_counts",
-    "write_toy_prepared_shards",
 ]
 
 log = logging.getLogger("ergo_ray")
@@ -62,129 +53,6 @@ log = logging.getLogger("ergo_ray")
 #: Catalogue quantities the k-NN monitor regresses from the representation (truth is used
 #: only to monitor, never to train).
 MONITOR_TARGETS: tuple[str, ...] = ("log_mstar", "true_exsitu_frac", "redshift")
-
-
-@dataclass(frozen=True)
-class PreparedInput:
-    """One prepared-shard folder.
-
-    Attributes
-    ----------
-    url : str
-        The folder URL as given.
-    files : tuple of str
-        Shard URLs, sorted.
-    image_size : int
-        Side S of the square stamps.
-    columns : tuple of str
-        Columns present in the shards.
-    preprocess : dict or None
-        The ``preprocess`` section of the config that produced the shards
-        (``URL/_meta/config.yaml``), when recorded.
-    """
-
-    url: str
-    files: tuple[str, ...]
-    image_size: int
-    columns: tuple[str, ...]
-    preprocess: dict[str, Any] | None = field(default=None, compare=False)
-
-
-def discover_inputs(urls: Sequence[str], storage: StorageConfig | None = None) -> list[PreparedInput]:
-    """Find the shards of each prepared folder and check that they can be trained on together.
-
-    Parameters
-    ----------
-    urls : sequence of str
-        Prepared folders (``URL/shards/*.parquet``) or folders of Parquet shards.
-    storage : StorageConfig, optional
-        Storage settings for S3 URLs.
-
-    Returns
-    -------
-    list of PreparedInput
-        One entry per URL, in the given order.
-
-    Raises
-    ------
-    InputError
-        If a URL has no shards, lacks the ``image``/``split``/``domain`` columns, or the
-        inputs' stamp sizes differ.
-    """
-    if not urls:
-        raise InputError("no prepared data given (--data URL ...)")
-    out: list[PreparedInput] = []
-    for url in urls:
-        files = _shard_files(url, storage)
-        schema = _read_schema(files[0], storage)
-        missing = {"image", "split", "domain"} - set(schema.names)
-        if missing:
-            msg = f"{st.redact(files[0])}: not a prepared shard, missing columns {sorted(missing)}"
-            raise InputError(msg, source=files[0])
-        size = _image_size(schema, files[0])
-        out.append(PreparedInput(url, tuple(files), size, tuple(schema.names),
-                                 _preprocess_section(url, storage)))
-    sizes = {p.image_size for p in out}
-    if len(sizes) > 1:
-        detail = ", ".join(f"{st.redact(p.url)}: {p.image_size} px" for p in out)
-        msg = f"prepared inputs have different stamp sizes ({detail}); prepare them alike"
-        raise InputError(msg, source=out[0].url)
-    return out
-
-
-def _shard_files(url: str, storage: StorageConfig | None) -> list[str]:
-    shards = st.join(url, "shards")
-    base = shards if st.exists(shards, storage) else url
-    try:
-        files = st.list_files(base, storage, suffixes=(".parquet",))
-    except StorageError as err:
-        raise InputError(f"{st.redact(url)}: cannot list prepared shards: {err}", source=url) from err
-    if not files:
-        raise InputError(f"{st.redact(url)}: no prepared shards (*.parquet) found", source=url)
-    return files
-
-
-def _read_schema(file_url: str, storage: StorageConfig | None) -> pa.Schema:
-    fs, path = st.arrow_fs(file_url, storage)
-    try:
-        return pq.read_schema(path, filesystem=fs)
-    except Exception as err:
-        msg = f"{st.redact(file_url)}: cannot read Parquet schema: {err}"
-        raise InputError(msg, source=file_url) from err
-
-
-def _image_size(schema: pa.Schema, file_url: str) -> int:
-    meta = schema.metadata or {}
-    field_type = schema.field("image").type
-    if META_IMAGE_SHAPE in meta:
-        try:
-            c, h, w = (int(v) for v in meta[META_IMAGE_SHAPE].decode().split(","))
-        except ValueError as err:
-            msg = f"{st.redact(file_url)}: bad {META_IMAGE_SHAPE.decode()} metadata"
-            raise InputError(msg, source=file_url) from err
-        if c != 3 or h != w:
-            msg = f"{st.redact(file_url)}: expected square 3-channel stamps, got {c},{h},{w}"
-            raise InputError(msg, source=file_url)
-        return h
-    if isinstance(field_type, pa.FixedSizeListType):
-        side = math.isqrt(field_type.list_size // 3)
-        if 3 * side * side == field_type.list_size:
-            return side
-    msg = f"{st.redact(file_url)}: cannot tell the stamp size (no {META_IMAGE_SHAPE.decode()})"
-    raise InputError(msg, source=file_url)
-
-
-def _preprocess_section(url: str, storage: StorageConfig | None) -> dict[str, Any] | None:
-    meta = st.join(url, "_meta", "config.yaml")
-    try:
-        if not st.exists(meta, storage):
-            return None
-        data = yaml.safe_load(st.read_bytes(meta, storage)) or {}
-    except (StorageError, yaml.YAMLError) as err:
-        log.warning("%s: cannot read the preparing config: %s", st.redact(meta), err)
-        return None
-    section = data.get("preprocess")
-    return dict(section) if isinstance(section, Mapping) else None
 
 
 def split_counts(inputs: Sequence[PreparedInput], storage: StorageConfig | None = None
@@ -505,118 +373,3 @@ def iterate_batches(
         stop = len(order) - (len(order) % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
             yield images[np.sort(order[start : start + batch_size])]
-
-
-# --------------------------------------------------------------------------------------
-# Toy prepared shards (tests, smoke runs)
-
-
-def write_toy_prepared_shards(
-    url: str,
-    n_per_domain: int,
-    *,
-    size: int = 32,
-    domains: Sequence[str] = ("tng100", "tng50", "hsc"),
-    seed: int = 0,
-    rows_per_file: int = 256,
-    storage: StorageConfig | None = None,
-) -> list[str]:
-    """Write prepared-format shards of simple synthetic galaxies with a known relation.
-
-    Each galaxy is an elliptical exponential profile whose half-light radius and brightness
-    grow with ``log_mstar``, whose faint extended halo and red colour grow with
-    ``true_exsitu_frac``, and which dims and reddens with ``redshift``; Gaussian noise and a
-    log stretch to uint8 follow, so that a representation can learn these quantities. Rows
-    are split 80/10/10 by ``root_id``. The ``hsc`` domain carries no ``true_*`` columns,
-    as an observed catalogue would.
-
-    Parameters
-    ----------
-    url : str
-        Output folder; each domain becomes one prepared folder
-        ``URL/{domain}/shards/part-{k:05d}.parquet``, as ``prepare`` writes one per input.
-    n_per_domain : int
-        Galaxies per domain.
-    size : int
-        Stamp side S in pixels.
-    domains : sequence of str
-        Domains to write.
-    seed : int
-        Random seed.
-    rows_per_file : int
-        Rows per shard file.
-    storage : StorageConfig, optional
-        Storage settings.
-
-    Returns
-    -------
-    list of str
-        The prepared folder URLs, one per domain (pass them as ``--data``).
-    """
-    written: list[str] = []
-    for d_idx, domain in enumerate(domains):
-        rng = np.random.default_rng([seed, d_idx])
-        n = n_per_domain
-        log_mstar = rng.uniform(9.0, 12.0, n)
-        exsitu = 1.0 / (1.0 + np.exp(-(2.0 * (log_mstar - 10.8) + rng.normal(0, 0.6, n))))
-        redshift = rng.uniform(0.05, 0.6, n)
-        images = _toy_images(rng, log_mstar, exsitu, redshift, size,
-                             noise=0.02 + 0.01 * (domain == "hsc"))
-        roots = [f"{domain}-{seed}-{i:07d}" for i in range(n)]
-        u = rng.random(n)
-        split = np.where(u < 0.8, "train", np.where(u < 0.9, "val", "test"))
-        cols: dict[str, pa.Array] = {
-            "object_id": pa.array([f"{r}-p0" for r in roots]),
-            "root_id": pa.array(roots),
-            "domain": pa.array([domain] * n),
-            "projection": pa.array(np.zeros(n, np.int32)),
-            "redshift": pa.array(redshift),
-            "log_mstar": pa.array(log_mstar),
-            # apparent magnitude: brighter with mass, fainter with distance (0.1 mag scatter)
-            "i_mag": pa.array(16.8 - 2.5 * (log_mstar - 10.5) + 5.0 * np.log10(redshift / 0.1)
-                              + rng.normal(0, 0.1, n)),
-        }
-        if domain != "hsc":
-            cols["true_exsitu_frac"] = pa.array(exsitu)
-            cols["true_lmm_lookback_gyr"] = pa.array(rng.uniform(0.5, 10.0, n))
-            cols["true_lmm_log_mass"] = pa.array(log_mstar - rng.uniform(0.3, 1.5, n))
-        r50 = 0.06 * size * 10 ** (0.25 * (log_mstar - 9.0))
-        cols |= {
-            "r50_px": pa.array(r50), "r90_px": pa.array(2.3 * r50),
-            "petro_r_px": pa.array(2.0 * r50), "crop_px": pa.array(np.full(n, float(size))),
-            "split": pa.array(split.tolist()),
-            "image": pa.FixedSizeListArray.from_arrays(pa.array(images.reshape(-1)), 3 * size * size),
-        }
-        table = pa.table(cols).replace_schema_metadata({
-            META_KIND: b"prepared-shard", META_IMAGE_SHAPE: f"3,{size},{size}".encode(),
-            META_SCHEMA: SCHEMA_VERSION.encode(), b"ergo_ray.version": b"toy",
-        })
-        for k, start in enumerate(range(0, n, rows_per_file)):
-            file_url = st.join(url, domain, "shards", f"part-{k:05d}.parquet")
-            fs, path = st.arrow_fs(file_url, storage)
-            st.makedirs(st.join(url, domain, "shards"))
-            pq.write_table(table.slice(start, rows_per_file), path, filesystem=fs)
-        written.append(st.join(url, domain))
-    return written
-
-
-def _toy_images(rng: np.random.Generator, log_mstar: np.ndarray, exsitu: np.ndarray,
-                redshift: np.ndarray, size: int, noise: float) -> np.ndarray:
-    n = len(log_mstar)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) - (size - 1) / 2.0
-    theta = rng.uniform(0, np.pi, n)[:, None, None]
-    q = rng.uniform(0.5, 1.0, n)[:, None, None]
-    xr = xx * np.cos(theta) + yy * np.sin(theta)
-    yr = -xx * np.sin(theta) + yy * np.cos(theta)
-    radius = np.sqrt(xr**2 + (yr / q) ** 2)
-    r_e = (0.05 * size * 10 ** (0.25 * (log_mstar - 9.0)))[:, None, None]
-    amp = (10 ** (0.4 * (log_mstar - 11.0)) / (1.0 + 2.0 * redshift))[:, None, None]
-    disk = amp * np.exp(-1.68 * radius / r_e)
-    halo = amp * 0.15 * exsitu[:, None, None] * np.exp(-radius / (3.0 * r_e))
-    # Channel colours (i, r, g): ex-situ stars and redshift make galaxies redder.
-    red = (0.3 * exsitu + 0.5 * redshift)[:, None]
-    colour = np.stack([1.0 + red[:, 0], np.ones(n), 1.0 - 0.6 * red[:, 0]], axis=1)
-    img = (disk + halo)[:, None] * colour[:, :, None, None].astype(np.float32)
-    img = img + rng.normal(0.0, noise, img.shape)
-    stretched = np.log1p(np.clip(img, 0, None) / noise) / np.log1p(3.0 / noise)
-    return np.clip(np.round(stretched * 255.0), 0, 255).astype(np.uint8)

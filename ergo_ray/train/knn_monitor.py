@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from ergo_ray.shared.knn import knn_blocks
+
 __all__ = ["knn_predict", "knn_r2", "r2_score"]
 
 
@@ -72,10 +74,8 @@ def knn_predict(
     k = min(k, reference.shape[0])
     out = torch.empty(query.shape[0], dtype=torch.float32, device=query.device)
     with torch.no_grad():
-        for start in range(0, query.shape[0], block):
-            d = torch.cdist(query[start : start + block], reference)
-            idx = torch.topk(d, k, dim=1, largest=False).indices
-            out[start : start + block] = values[idx].float().mean(dim=1)
+        for rows, _dist, idx in knn_blocks(query, reference, k, p=2.0, block=block):
+            out[rows] = values[idx].float().mean(dim=1)
     return out
 
 
@@ -119,7 +119,10 @@ def knn_r2(
     qry = torch.as_tensor(np.asarray(query, np.float32) if not torch.is_tensor(query)
                           else query).to(device, torch.float32)
     mean = ref.mean(dim=0, keepdim=True)
-    std = ref.std(dim=0, keepdim=True).clamp_min(1e-6) if ref.shape[0] > 1 else torch.ones_like(mean)
+    if ref.shape[0] > 1:
+        std = ref.std(dim=0, keepdim=True).clamp_min(1e-6)
+    else:
+        std = torch.ones_like(mean)
     ref = (ref - mean) / std
     qry = (qry - mean) / std
     out: dict[str, float] = {}

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from ergo_ray.errors import CheckpointError, ConfigError, ErgoRayError, InputError
 from ergo_ray.io import storage as st
+from ergo_ray.io.prepared import PreparedInput
 from ergo_ray.models.encoder import build_encoder
 from ergo_ray.train import checkpoint as ckpt
 from ergo_ray.train.clr_loop import loop_config, train_loop_per_worker
-from ergo_ray.train.data import PreparedInput
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig, StorageConfig
@@ -90,7 +90,7 @@ def check_inputs(cfg: RunConfig, data: Sequence[str], *, workers: int | None = N
     InputError
         For unusable inputs.
     """
-    from ergo_ray.train.data import discover_inputs
+    from ergo_ray.io.prepared import discover_inputs
 
     n_workers = cfg.cluster.workers if workers is None else workers
     if n_workers < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ergo_ray.infer.summaries import kde_map, map_reference, summarize
+from ergo_ray.shared.summaries import kde_map, map_reference, summarize
 from tests.gpu.conftest import GPU
 
 pytestmark = GPU

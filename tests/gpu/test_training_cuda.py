@@ -17,11 +17,9 @@ CUDA = torch.device("cuda")
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    from ergo_ray.train.data import (
-        discover_inputs,
-        read_split,
-        write_toy_prepared_shards,
-    )
+    from ergo_ray.io.prepared import discover_inputs
+    from ergo_ray.mock.toy import write_toy_prepared_shards
+    from ergo_ray.train.data import read_split
 
     root = tmp_path_factory.mktemp("toy")
     inputs = discover_inputs(write_toy_prepared_shards(str(root), 50, size=24, seed=1))

@@ -1,7 +1,7 @@
 """``ergo-ray catalog`` end to end: S3 in and out, exact values, readers, bad input, resume.
 
 The model is a real bundle (real encoder, cINN, target transform and OOD reference, written
-by :func:`ergo_ray.infer.bundle.write_bundle`) with untrained weights: these tests check the
+by :func:`ergo_ray.shared.bundle_format.write_bundle`) with untrained weights: these tests check the
 plumbing and the exactly-once guarantees, not the science.
 """
 
@@ -37,11 +37,11 @@ def write_random_bundle(url: str, cfg, storage_cfg=None, seed: int = 0) -> str:
     import torch
 
     from ergo_ray import __version__
-    from ergo_ray.infer.bundle import npy_bytes, torch_bytes, write_bundle
-    from ergo_ray.infer.ood_score import build_reference
     from ergo_ray.models.cinn import CinnArch, ConditionalINN
     from ergo_ray.models.encoder import build_encoder
     from ergo_ray.models.targets import TargetTransform
+    from ergo_ray.shared.bundle_format import npy_bytes, torch_bytes, write_bundle
+    from ergo_ray.shared.ood_score import build_reference
 
     torch.manual_seed(seed)
     size, rep = cfg.preprocess.size, cfg.clr.rep_dim

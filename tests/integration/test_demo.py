@@ -49,7 +49,8 @@ def test_every_artefact_exists(ci_demo):
 def test_every_summary_figure_is_finite(ci_demo):
     summary = json.loads(storage.read_bytes(storage.join(ci_demo["root"], "summary.json"),
                                             ci_demo["storage"]))
-    numbers = {k: v for k, v in summary.items() if k not in ("stages", "ood_ranking", "farthest_from_hsc")}
+    skip = ("stages", "ood_ranking", "farthest_from_hsc")
+    numbers = {k: v for k, v in summary.items() if k not in skip}
     # At this tiny size the test split can hold no merger galaxy with log M* > 9.5, so the two
     # merger-only figures may be undefined (null); every other figure must be finite.
     maybe_empty = {"lmm_mass_within_0.5dex_model", "lmm_mass_within_0.5dex_baseline",
@@ -82,7 +83,8 @@ def test_report_renders_in_headless_chromium(ci_demo, tmp_path):
                                         ci_demo["storage"]))
     shot = tmp_path / "report.png"
     subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2400",
          f"--screenshot={shot}", page.as_uri()],

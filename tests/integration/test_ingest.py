@@ -51,7 +51,8 @@ def _write_tng_set(root: str, store: StorageConfig | None) -> dict:
                 ex[s], tot[s] = v[0], v[1]
             h5["StellarMassExSitu"], h5["StellarMassTotal"] = ex, tot
             h5["StellarMassInSitu"] = tot - ex
-        storage.write_bytes(storage.join(root, "assembly", f"galaxies_{snap:03d}.hdf5"), asm.getvalue(), store)
+        storage.write_bytes(storage.join(root, "assembly", f"galaxies_{snap:03d}.hdf5"),
+                            asm.getvalue(), store)
         mrg = io.BytesIO()
         with h5py.File(mrg, "w") as h5:
             sn = np.full(n, -1, np.int16)
@@ -60,14 +61,17 @@ def _write_tng_set(root: str, store: StorageConfig | None) -> dict:
                 sn[s], ms[s] = v[2], v[3]
             h5["SnapNumLastMajorMerger"], h5["MassLastMajorMerger"] = sn, ms
             h5["NumMajorMergersTotal"] = (sn >= 0).astype(np.uint32)
-        storage.write_bytes(storage.join(root, "mergers", f"merger_history_{snap:03d}.hdf5"), mrg.getvalue(), store)
+        storage.write_bytes(storage.join(root, "mergers", f"merger_history_{snap:03d}.hdf5"),
+                            mrg.getvalue(), store)
         for s in subs:
             for proj in range(4):
                 write_tng_mock(_galaxy(snap * 100 + s * 10 + proj),
-                               storage.join(root, "images", f"shalo_{snap:03d}-{s}_v{proj}_HSC_GRIZY.fits"),
+                               storage.join(root, "images",
+                                            f"shalo_{snap:03d}-{s}_v{proj}_HSC_GRIZY.fits"),
                                redshift=SNAPS[snap], storage_cfg=store)
     storage.write_bytes(storage.join(root, "snapshots.csv"),
-                        ("number,redshift\n" + "".join(f"{k},{v}\n" for k, v in SNAPS.items())).encode(),
+                        ("number,redshift\n"
+                         + "".join(f"{k},{v}\n" for k, v in SNAPS.items())).encode(),
                         store)
     # SubLink: subhalo 5 at snap 84 is the progenitor of subhalo 3 at snap 91 (one lineage)
     import pyarrow as pa
@@ -94,7 +98,8 @@ def test_ingest_sim_truth_lineage_and_prepare(ray_session, tmp_path):
     assert not any(i.startswith("tng100-091-11-") for i in cat.index)
     g = cat.loc["tng100-091-3-v0"]
     assert g.true_exsitu_frac == pytest.approx(0.25)
-    assert g.true_lmm_lookback_gyr == pytest.approx(LOOKBACK_FROM_Z0[72] - LOOKBACK_FROM_Z0[91], abs=0.01)
+    assert g.true_lmm_lookback_gyr == pytest.approx(LOOKBACK_FROM_Z0[72] - LOOKBACK_FROM_Z0[91],
+                                                    abs=0.01)
     assert g.true_lmm_log_mass == pytest.approx(np.log10(0.2e10 / H), abs=0.01)
     assert g.log_mstar == pytest.approx(np.log10(1.2e10 / H), abs=0.01)
     assert g.redshift == pytest.approx(0.0994)
@@ -111,7 +116,8 @@ def test_ingest_sim_truth_lineage_and_prepare(ray_session, tmp_path):
                  "--preset", "ci"]) == 0
     prep = pq.read_table(storage.join(prepared, "shards")).to_pandas()
     assert sorted(prep.object_id) == sorted(cat.index)
-    assert prep.set_index("object_id").loc["tng100-091-3-v0", "true_exsitu_frac"] == pytest.approx(0.25)
+    got = prep.set_index("object_id").loc["tng100-091-3-v0", "true_exsitu_frac"]
+    assert got == pytest.approx(0.25)
 
 
 @pytest.mark.s3

@@ -54,6 +54,14 @@ def test_credentials_are_never_dumped():
     assert "s3cr3t" not in " ".join(masked) and "pw@" not in " ".join(masked)
 
 
+def test_redact_argv_known_answers():
+    argv = ["mock", "--set=storage.key=AKIA1", "--set", "cinn.epochs=5",
+            "--out=s3://u:pw@bucket/x", "--in", "http://me@host/a", "--set", "a.token_id=t"]
+    assert redact_argv(argv) == [
+        "mock", "--set=storage.key=***", "--set", "cinn.epochs=5",
+        "--out=s3://bucket/x", "--in", "http://host/a", "--set", "a.token_id=***"]
+
+
 @pytest.mark.parametrize("err", [
     errors.ConfigError("bad"), errors.InputError("bad file", "s3://b/x"),
     errors.CatalogSchemaError("missing", "a.csv"), errors.FitsFormatError("no HDU", "f.fits"),

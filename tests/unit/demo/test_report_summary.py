@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -54,26 +52,36 @@ def test_a_renamed_or_missing_figure_fails_naming_file_and_key(tmp_path):
     assert math.isnan(_num(None)) and _num(np.float32(0.5)) == 0.5
 
 
-def test_hidden_truth_shift_is_hsc_truth_minus_tng100_truth_per_mass_bin(tmp_path):
-    cfg = load_config("ci")
-    out = str(tmp_path)
-    rows = {d: [draw_galaxy(d, 3, i).row(0) for i in range(600)] for d in ("tng100", "hsc")}
+def _write_demo(out, tng_rows, hsc_mass, hsc_fx):
     write_part(storage.join(out, "mock", "tng100", "catalog", "part-00000.parquet"),
-               rows_to_table(rows["tng100"]))
-    hsc = pa.table({c: [r[c] for r in rows["hsc"]] for c in ("log_mstar", "true_exsitu_frac")})
+               rows_to_table(tng_rows))
     os.makedirs(storage.join(out, "validate", "hsc"))
-    pq.write_table(hsc, storage.join(out, "validate", "hsc", "predictions.parquet"))
+    pq.write_table(pa.table({"log_mstar": hsc_mass, "true_exsitu_frac": hsc_fx}),
+                   storage.join(out, "validate", "hsc", "predictions.parquet"))
 
-    diffs, weights = [], []
-    for lo, hi in itertools.pairwise(cfg.evaluate.mass_bins):
-        h = [r["true_exsitu_frac"] for r in rows["hsc"] if lo <= r["log_mstar"] < hi]
-        t = [r["true_exsitu_frac"] for r in rows["tng100"] if lo <= r["log_mstar"] < hi]
-        if len(h) >= 5 and len(t) >= 5:
-            diffs.append(np.mean(h) - np.mean(t))
-            weights.append(len(h))
-    expected = float(np.average(diffs, weights=weights))
 
-    got = _hidden_truth_shift(out, cfg)
-    assert got == pytest.approx(expected, abs=1e-12)
-    assert got < -0.02  # hsc's documented −0.5 in logit at fixed mass
+def test_hidden_truth_shift_known_answer(tmp_path):
+    # Two mass bins of the ci preset, [10, 10.5) and [11, 11.5); tng100 truth 0.30 and 0.50,
+    # hsc truth 0.25 (20 galaxies) and 0.40 (60 galaxies), and 3 hsc galaxies in [9, 9.5)
+    # where tng100 has none (skipped: fewer than 5 on one side). Weighted by hsc's counts:
+    # (20 × −0.05 + 60 × −0.10) / 80 = −0.0875; tng100's own mass mix does not enter.
+    cfg = load_config("ci")
+    assert {10.0, 10.5, 11.0, 11.5} <= set(cfg.evaluate.mass_bins)
+    base = draw_galaxy("tng100", 3, 0).row(0)
+    tng = ([{**base, "object_id": f"a{i}", "log_mstar": 10.2, "true_exsitu_frac": 0.30}
+            for i in range(50)]
+           + [{**base, "object_id": f"b{i}", "log_mstar": 11.2, "true_exsitu_frac": 0.50}
+              for i in range(7)])
+    hsc_mass = [10.1] * 20 + [11.3] * 60 + [9.2] * 3
+    hsc_fx = [0.25] * 20 + [0.40] * 60 + [0.9] * 3
+    _write_demo(str(tmp_path), tng, hsc_mass, hsc_fx)
+    assert _hidden_truth_shift(str(tmp_path), cfg) == pytest.approx(-0.0875, abs=1e-12)
     assert math.isnan(_hidden_truth_shift(str(tmp_path / "no-demo"), cfg))
+
+
+def test_hidden_truth_shift_of_the_mock_is_hsc_lower_at_fixed_mass(tmp_path):
+    cfg = load_config("ci")
+    rows = {d: [draw_galaxy(d, 3, i).row(0) for i in range(600)] for d in ("tng100", "hsc")}
+    _write_demo(str(tmp_path), rows["tng100"], [r["log_mstar"] for r in rows["hsc"]],
+                [r["true_exsitu_frac"] for r in rows["hsc"]])
+    assert _hidden_truth_shift(str(tmp_path), cfg) < -0.02  # hsc: −0.5 in logit at fixed mass

@@ -82,12 +82,16 @@ def test_comparison_figures_render():
     _png_ok(plots.umap_kde_figure(emb, None))
 
 
-def test_physical_size_kpc():
-    from astropy.cosmology import Planck15
+def test_physical_size_kpc_uses_the_tng_cosmology():
+    from astropy.cosmology import FlatLambdaCDM, Planck15
 
     r = science.physical_size_kpc(np.array([10.0, 10.0, np.nan, 5.0]),
                                   np.array([0.1, 0.3, 0.2, -1.0]))
-    expect = 10 * 0.168 * Planck15.kpc_proper_per_arcmin(0.1).value / 60
+    tng = FlatLambdaCDM(H0=67.74, Om0=0.3089, Ob0=0.0486)
+    expect = 10 * 0.168 * tng.kpc_proper_per_arcmin(0.1).value / 60
+    planck15 = 10 * 0.168 * Planck15.kpc_proper_per_arcmin(0.1).value / 60
+    assert r[0] == pytest.approx(expect, rel=1e-9)
+    assert r[0] != pytest.approx(planck15, rel=1e-6)   # not the other Planck 2015 flavour
     assert r[0] == pytest.approx(expect) and 2.9 < r[0] < 3.3
     assert r[1] > r[0]
     assert np.isnan(r[2:]).all()

@@ -13,15 +13,15 @@ import torch
 import ergo_ray
 from ergo_ray.config.loader import load_config
 from ergo_ray.errors import BadObjectError, CheckpointError, InputError
-from ergo_ray.infer import bundle as bd
-from ergo_ray.infer.ood_score import build_reference
 from ergo_ray.io.schemas import posterior_summary_columns
 from ergo_ray.models.cinn import CinnArch, object_seeds
 from ergo_ray.models.encoder import build_encoder
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
+from ergo_ray.shared import bundle_format as bd
+from ergo_ray.shared.bundle_format import bundle_files
+from ergo_ray.shared.ood_score import build_reference
 from ergo_ray.train.checkpoint import export_encoder, load_encoder
 from ergo_ray.train.cinn_loop import fit_cinn, loop_config
-from ergo_ray.train.cinn_stage import bundle_files
 
 SIZE = 24
 

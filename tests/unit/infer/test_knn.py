@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ergo_ray.infer.knn import kth_neighbour_distance
+from ergo_ray.shared.knn import kth_neighbour_distance
 
 
 def _brute(q: np.ndarray, r: np.ndarray, k: int, p: float, exclude_self: bool):

@@ -35,10 +35,9 @@ def test_truth_matches_hand_computation():
     assert np.isnan(t["true_exsitu_frac"][2])  # total 0 → NaN
     # log10(1.2e10 / 0.6774) = 10.2484
     assert t["log_mstar"][0] == pytest.approx(10.2484, abs=0.01)
-    assert t["true_lmm_lookback_gyr"][0] == pytest.approx(LOOKBACK_FROM_Z0[72] - LOOKBACK_FROM_Z0[91],
-                                                         abs=0.01)
-    assert t["true_lmm_lookback_gyr"][2] == pytest.approx(LOOKBACK_FROM_Z0[84] - LOOKBACK_FROM_Z0[91],
-                                                         abs=0.01)
+    lookback = LOOKBACK_FROM_Z0
+    assert t["true_lmm_lookback_gyr"][0] == pytest.approx(lookback[72] - lookback[91], abs=0.01)
+    assert t["true_lmm_lookback_gyr"][2] == pytest.approx(lookback[84] - lookback[91], abs=0.01)
     assert np.isnan(t["true_lmm_lookback_gyr"][1]) and np.isnan(t["true_lmm_log_mass"][1])
     # log10(0.2e10 / 0.6774) = 9.4702
     assert t["true_lmm_log_mass"][0] == pytest.approx(9.4702, abs=0.01)
@@ -47,13 +46,15 @@ def test_truth_matches_hand_computation():
 
 def test_missing_snapshot_is_an_error_not_a_guess():
     with pytest.raises(InputError, match=r"snapshot\(s\) \[50\]"):
-        truth_from_catalogues(snap=91, stellar_exsitu=np.array([0.1]), stellar_total=np.array([1.0]),
+        truth_from_catalogues(snap=91, stellar_exsitu=np.array([0.1]),
+                              stellar_total=np.array([1.0]),
                               snap_last_major=np.array([50]), mass_last_major=np.array([0.1]),
                               snapshots=SNAPS, source="x")
 
 
 def test_snapshot_table_formats():
-    api = json.dumps([{"number": 72, "redshift": 0.3999}, {"number": 91, "redshift": 0.0994}]).encode()
+    api = json.dumps([{"number": 72, "redshift": 0.3999},
+                      {"number": 91, "redshift": 0.0994}]).encode()
     assert read_snapshot_table(api, "api.json") == {72: 0.3999, 91: 0.0994}
     csv = b"number,redshift\n72,0.3999\n91,0.0994\n"
     assert read_snapshot_table(csv, "t.csv") == {72: 0.3999, 91: 0.0994}

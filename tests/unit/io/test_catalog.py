@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from astropy.table import Table
 
+import ergo_ray
 from ergo_ray.errors import CatalogSchemaError, InputError
 from ergo_ray.io import catalog as C
 
@@ -71,7 +72,7 @@ def test_write_and_read_a_catalogue_folder(tmp_path):
     ]
     meta = C.read_metadata(f"{run}/catalog/part-00000.parquet")
     assert meta == {
-        "ergo_ray.version": meta["ergo_ray.version"],
+        "ergo_ray.version": ergo_ray.__version__,
         "ergo_ray.schema": "1",
         "ergo_ray.kind": "catalog",
     }

@@ -174,17 +174,25 @@ def test_prepare_image_uses_crop_factor_and_size():
 
 
 def test_prepare_image_masks_bad_pixels():
+    # A saturated patch inside the crop, beside the galaxy (centre 48, crop ≈ ±25 px), and
+    # a NaN pixel: masked, they are filled and barely change the stamp; the same patch
+    # unmasked burns white pixels into it.
     cut, _ = sersic_stamp(6, size=96)
     mask = np.zeros(cut.image.shape, dtype=np.int32)
-    mask[:, 5:15, 70:90] = 1 << 1  # SAT
+    mask[:, 36:40, 58:64] = 1 << 1  # SAT
     img = cut.image.copy()
-    img[:, 5:15, 70:90] = 1e5
-    img[0, 50, 3] = np.nan
-    dirty = Cutout(image=img, mask=mask)
-    out, radii = prepare_image(dirty, size=32)
+    img[:, 36:40, 58:64] = 1e5
+    img[0, 52, 40] = np.nan
+    out, radii = prepare_image(Cutout(image=img, mask=mask), size=32)
     clean, radii_clean = prepare_image(cut, size=32)
+    burnt = img.copy()
+    burnt[0, 52, 40] = cut.image[0, 52, 40]
+    unmasked, _ = prepare_image(Cutout(image=burnt), size=32)
+    d_masked = np.abs(out.astype(float) - clean)
+    d_unmasked = np.abs(unmasked.astype(float) - clean)
+    assert d_masked.max() < 128 and d_unmasked.max() > 200
+    assert d_masked.mean() < 0.5 * d_unmasked.mean()
     assert radii["r90_px"] == pytest.approx(radii_clean["r90_px"], rel=0.03)
-    assert out.shape == clean.shape
 
 
 @pytest.mark.parametrize(

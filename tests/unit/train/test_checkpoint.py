@@ -57,7 +57,7 @@ class _Payload:
 def test_load_refuses_code_and_foreign_files(tmp_path):
     torch.save({"format": "ergo_ray.encoder", "state_dict": {}, "meta": _Payload()},
                tmp_path / "encoder.pt")
-    with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot load weights safely"):
         load_encoder(str(tmp_path / "encoder.pt"))
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an ergo_ray encoder"):

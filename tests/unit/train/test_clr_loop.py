@@ -8,6 +8,8 @@ import torch
 
 from ergo_ray.config.loader import load_config
 from ergo_ray.errors import CheckpointError
+from ergo_ray.io.prepared import discover_inputs
+from ergo_ray.mock.toy import write_toy_prepared_shards
 from ergo_ray.preprocess.augment import augment_batch as _augment_batch
 from ergo_ray.train import checkpoint as ckpt
 from ergo_ray.train.clr_loop import (
@@ -16,7 +18,7 @@ from ergo_ray.train.clr_loop import (
     loop_config,
     train_local,
 )
-from ergo_ray.train.data import discover_inputs, read_split, write_toy_prepared_shards
+from ergo_ray.train.data import read_split
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,8 @@ def test_state_round_trip_resumes_exactly(toy, config, tmp_path):
                     strict=True):
         assert torch.equal(a, b)
     assert torch.equal(fresh.criterion.bank.bank, trainer.criterion.bank.bank)
-    assert fresh.optimizer.state_dict()["state"].keys() == trainer.optimizer.state_dict()["state"].keys()
+    fresh_state = fresh.optimizer.state_dict()["state"]
+    assert fresh_state.keys() == trainer.optimizer.state_dict()["state"].keys()
     other = dict(config, clr=dict(config["clr"], widths=[4, 8]))
     with pytest.raises(CheckpointError, match=r"clr\.widths"):
         ClrTrainer(other, torch.device("cpu")).load(state, source="ck")

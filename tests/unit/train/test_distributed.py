@@ -29,13 +29,18 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         sl = slice(rank * N, (rank + 1) * N)
         z0, p0, z1, p1 = _inputs(world)
         out: dict[str, object] = {}
-        # 1. NT-Xent with negatives gathered across ranks
-        a = z0[sl].clone().requires_grad_(True)
-        b = z1[sl].clone().requires_grad_(True)
-        loss = NTXentLoss(temperature=0.1, gather_distributed=True)(a, b)
+        # 1. our criterion's loss and gradients, negatives gathered across ranks
+        crit = NNCLRCriterion(proj_dim=DIM, memory_bank_size=BANK, temperature=0.1,
+                              support_set="global", seed=5)
+        crit.synchronize()
+        q0 = p0[sl].clone().requires_grad_(True)
+        q1 = p1[sl].clone().requires_grad_(True)
+        loss = crit(z0[sl], q0, z1[sl], q1, update=False)
         loss.backward()
-        out["ntxent"] = loss.detach()
-        out["ntxent_grad"] = a.grad.detach()
+        out["crit_bank"] = crit.bank.bank.clone()
+        out["crit_loss"] = loss.detach()
+        out["crit_grad_p0"] = q0.grad.detach()
+        out["crit_grad_p1"] = q1.grad.detach()
         # 2. the NNCLR criterion with each support-set mode, three training steps
         for mode in ("global", "per_worker"):
             crit = NNCLRCriterion(proj_dim=DIM, memory_bank_size=BANK, temperature=0.1,
@@ -63,17 +68,36 @@ def ranks(tmp_path_factory):
     return [torch.load(tmp / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
 
 
-def test_ntxent_two_workers_equals_single_process_on_concatenated_batch(ranks):
-    z0, _, z1, _ = _inputs(WORLD)
-    a, b = z0.clone().requires_grad_(True), z1.clone().requires_grad_(True)
-    single = NTXentLoss(temperature=0.1)(a, b)
-    single.backward()
-    mean = sum(r["ntxent"] for r in ranks) / WORLD
-    assert abs(float(mean) - single.item()) < 1e-5
-    # each rank's gradient (all-reduced by lightly's GatherLayer) is WORLD × the slice of the
+def _ntxent(a, b, temperature):
+    """NT-Xent written out: each of the 2n vectors against its pair, all others negative."""
+    x = torch.nn.functional.normalize(torch.cat([a, b]), dim=1)
+    sim = (x @ x.T / temperature).masked_fill(torch.eye(len(x), dtype=torch.bool), -torch.inf)
+    n = len(a)
+    pair = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return torch.nn.functional.cross_entropy(sim, pair)
+
+
+def _nearest(z, bank):
+    """The support-set entry of highest cosine similarity to each row of ``z``."""
+    sim = torch.nn.functional.normalize(z, dim=1) @ torch.nn.functional.normalize(bank, dim=1).T
+    return bank[sim.argmax(dim=1)]
+
+
+def test_nnclr_loss_and_gradients_on_two_workers_match_a_reference_on_the_whole_batch(ranks):
+    z0, p0, z1, p1 = _inputs(WORLD)
+    bank = ranks[0]["crit_bank"]
+    assert torch.equal(bank, ranks[1]["crit_bank"])
+    q0, q1 = p0.clone().requires_grad_(True), p1.clone().requires_grad_(True)
+    ref = 0.5 * (_ntxent(_nearest(z0, bank), q1, 0.1) + _ntxent(_nearest(z1, bank), q0, 0.1))
+    ref.backward()
+    mean = sum(r["crit_loss"] for r in ranks) / WORLD
+    assert abs(float(mean) - ref.item()) < 1e-5
+    # each rank's gradient (all-reduced by the gather) is WORLD × the slice of the
     # single-process gradient of the mean loss, which DDP's averaging then divides back
     for rank, r in enumerate(ranks):
-        assert torch.allclose(r["ntxent_grad"] / WORLD, a.grad[rank * N:(rank + 1) * N], atol=1e-6)
+        sl = slice(rank * N, (rank + 1) * N)
+        assert torch.allclose(r["crit_grad_p0"] / WORLD, q0.grad[sl], atol=1e-6)
+        assert torch.allclose(r["crit_grad_p1"] / WORLD, q1.grad[sl], atol=1e-6)
 
 
 def test_nnclr_criterion_two_workers_equals_single_process(ranks):

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ergo_ray.errors import InputError
-from ergo_ray.infer.knn import kth_neighbour_distance
+from ergo_ray.shared.knn import kth_neighbour_distance
 
 log = logging.getLogger("ergo_ray")
 

@@ -10,12 +10,49 @@ at several times ``torch.cdist(p=1)`` on the same rows and threads.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 import torch
 
 Metric = Literal["l1", "l2"]
+
+__all__ = ["Metric", "knn_blocks", "kth_neighbour_distance"]
+
+
+def knn_blocks(
+    query: torch.Tensor, reference: torch.Tensor, k: int, *, p: float = 2.0, block: int = 2048
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield the k nearest reference points of each block of queries: the one k-NN kernel.
+
+    Parameters
+    ----------
+    query : torch.Tensor
+        (N, D) query points.
+    reference : torch.Tensor
+        (M, D) reference points, on the same device; ``k <= M``.
+    k : int
+        Neighbours.
+    p : float
+        Minkowski exponent of the distance (1: Manhattan, 2: Euclidean).
+    block : int
+        Query rows per block (bounds memory to ``block × M`` distances).
+
+    Yields
+    ------
+    rows : slice
+        The block's query rows.
+    distances : torch.Tensor
+        (rows, k) distances, ascending.
+    indices : torch.Tensor
+        (rows, k) reference indices of those distances.
+    """
+    for start in range(0, query.shape[0], block):
+        rows = slice(start, start + block)
+        d = torch.cdist(query[rows], reference, p=p)
+        vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
+        yield rows, vals, idx
 
 
 def kth_neighbour_distance(
@@ -63,11 +100,14 @@ def kth_neighbour_distance(
     ValueError
         If ``k`` exceeds the number of reference points available.
     """
-    dev = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    q = torch.as_tensor(np.asarray(query, dtype=np.float32) if not torch.is_tensor(query) else query)
-    r = torch.as_tensor(np.asarray(reference, dtype=np.float32) if not torch.is_tensor(reference) else reference)
-    q = q.to(dev, torch.float32)
-    r = r.to(dev, torch.float32)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    q, r = (
+        (x if torch.is_tensor(x) else torch.as_tensor(np.asarray(x, dtype=np.float32)))
+        .to(dev, torch.float32)
+        for x in (query, reference)
+    )
     kk = k + 1 if exclude_self else k
     if kk > r.shape[0]:
         msg = f"k={k} needs at least {kk} reference points, got {r.shape[0]}"
@@ -87,11 +127,9 @@ def kth_neighbour_distance(
     out = torch.empty(q.shape[0], dtype=torch.float64)
     nearest = torch.empty(q.shape[0], dtype=torch.int64)
     with torch.inference_mode():
-        for start in range(0, q.shape[0], block):
-            d = torch.cdist(q[start : start + block], r, p=p)
-            vals, idx = torch.topk(d, kk, dim=1, largest=False, sorted=True)
-            out[start : start + block] = vals[:, kk - 1].double().cpu()
-            nearest[start : start + block] = idx[:, 1 if exclude_self else 0].cpu()
+        for rows, vals, idx in knn_blocks(q, r, kk, p=p, block=block):
+            out[rows] = vals[:, kk - 1].double().cpu()
+            nearest[rows] = idx[:, 1 if exclude_self else 0].cpu()
     if return_index:
         return out.numpy(), nearest.numpy()
     return out.numpy()

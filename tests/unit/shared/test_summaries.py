@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ergo_ray.infer.summaries import map_reference, summarize
 from ergo_ray.io.schemas import posterior_summary_columns
+from ergo_ray.shared.summaries import map_reference, summarize
 
 
 def _samples(n: int, s: int, seed: int = 0) -> np.ndarray:

@@ -5,6 +5,10 @@ of the ``cinn.widening.domains`` among ``train-cinn``'s inputs (a seeded subsamp
 ``max_rows`` per input), plus the validation split of ``cinn.domains``, which anchors the
 factor near 1 in domain. An input without truth columns (an observed survey) is never read
 here; the configuration refuses ``hsc`` as a widening domain.
+
+It sits above ``train`` and ``infer`` (it samples a trained bundle as ``validate`` does):
+``ergo-ray train-cinn`` calls :func:`add_widening` once :func:`ergo_ray.train.cinn_stage.
+train_cinn` has written the bundle.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ergo_ray.models.widening import OodWidening
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig
     from ergo_ray.infer.bundle import ModelBundle
-    from ergo_ray.train.data import PreparedInput
+    from ergo_ray.io.prepared import PreparedInput
 
 __all__ = ["calibration_sets", "fit_widening"]
 
@@ -123,6 +127,44 @@ def _sample_set(bundle: ModelBundle, es: EvalSet, n_samples: int, seed: int
                 keep[i] = False
         out = np.concatenate(parts) if parts else np.empty((0, n_samples, 3), np.float32)
     return out, keep, reps[keep]
+
+
+def add_widening(bundle_url: str, data_urls: Sequence[str], cfg: RunConfig) -> str:
+    """Fit the widening of the bundle at ``bundle_url`` and write it into the bundle.
+
+    Parameters
+    ----------
+    bundle_url : str
+        A bundle just written by ``train_cinn`` (without a widening).
+    data_urls : sequence of str
+        ``train-cinn``'s ``--data`` folders; those with truth columns are read.
+    cfg : RunConfig
+        Run configuration (``cinn.widening`` on).
+
+    Returns
+    -------
+    str
+        The bundle's new ``model_id`` (its files now include ``widening.json``).
+    """
+    import json
+
+    from ergo_ray.infer.bundle import load_bundle
+    from ergo_ray.io.prepared import discover_inputs
+    from ergo_ray.shared.bundle_format import (
+        MANIFEST,
+        WIDENING_FILE,
+        jsonable,
+        read_verified,
+        write_bundle,
+    )
+
+    inputs = [p for p in discover_inputs(list(data_urls), cfg.storage)
+              if "true_exsitu_frac" in p.columns]
+    widening = fit_widening(load_bundle(bundle_url, cfg.storage, device="cpu"), inputs, cfg)
+    _, files = read_verified(bundle_url, cfg.storage)
+    files = {k: v for k, v in files.items() if k != MANIFEST}
+    files[WIDENING_FILE] = json.dumps(jsonable(widening.to_dict()), indent=2).encode()
+    return write_bundle(bundle_url, files, cfg.storage)
 
 
 def fit_widening(

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from ergo_ray.errors import InputError
-from ergo_ray.infer.knn import kth_neighbour_distance
-from ergo_ray.infer.ood_score import OodReference, build_reference
+from ergo_ray.shared.ood_score import OodReference, build_reference
 
 
 def _reps(n: int, seed: int, shift: float = 0.0) -> np.ndarray:
@@ -25,15 +24,21 @@ def test_calibrated_on_training_domain():
     assert (far > 1).mean() > 0.95 and np.median(far) > 2 * np.median(inside)
 
 
-def test_score_formula():
+def test_score_formula_against_a_brute_force_reference():
+    # Independent reference: scipy's pairwise distances and a full sort, in float64.
+    from scipy.spatial.distance import cdist
+
     ref = build_reference(_reps(400, 3), n_reference=200, k=4, metric="l2")
-    q = _reps(5, 4)
+    q = _reps(5, 4).astype(np.float64)
     std = (q - ref.mean) / ref.scale
-    rstd = (ref.reference - ref.mean) / ref.scale
-    d, nn = kth_neighbour_distance(std, rstd, 4, metric="l2", return_index=True)
-    self_k = kth_neighbour_distance(rstd, rstd, 4, metric="l2", exclude_self=True)
-    assert np.allclose(ref.raw_score(q), d / self_k[nn], rtol=1e-4)
-    assert np.allclose(ref.score(q), ref.raw_score(q) / ref.norm)
+    rstd = (np.asarray(ref.reference, np.float64) - ref.mean) / ref.scale
+    d = cdist(std, rstd)                                   # Euclidean
+    d_k = np.sort(d, axis=1)[:, 3]                         # 4th neighbour
+    nearest = np.argmin(d, axis=1)
+    self_d = np.sort(cdist(rstd, rstd), axis=1)[:, 4]      # 4th neighbour, self excluded
+    expect = d_k / self_d[nearest]
+    assert np.allclose(ref.raw_score(q.astype(np.float32)), expect, rtol=1e-4)
+    assert np.allclose(ref.score(q.astype(np.float32)), expect / ref.norm, rtol=1e-4)
 
 
 def test_round_trip_and_bad_rows():

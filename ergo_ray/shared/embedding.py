@@ -78,7 +78,7 @@ class Embedder:
     ) -> None:
         import torch
 
-        from ergo_ray.infer.bundle import load_encoder_file
+        from ergo_ray.shared.encoder_file import load_encoder_file
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
@@ -291,8 +291,8 @@ def embed_set(
     import pyarrow.parquet as pq
 
     from ergo_ray.errors import InputError
-    from ergo_ray.infer.bundle import read_verified
-    from ergo_ray.train.data import discover_inputs
+    from ergo_ray.io.prepared import discover_inputs
+    from ergo_ray.shared.bundle_format import read_verified
 
     storage = cfg.storage
     manifest, files = read_verified(
