@@ -6,7 +6,8 @@ same way on simulated and observed images (``cinn.observables``). Two kinds exis
 * **catalogue columns** (``redshift``, ``i_mag``), read as they are;
 * **Petrosian sizes** derived from what ``prepare`` measures on the r band of every stamp,
   observed or simulated (``r50_px``, ``r90_px`` in HSC pixels) and the redshift:
-  ``log_r50_kpc`` and ``log_r90_kpc`` (log10 proper kpc, Planck15) and ``concentration``
+  ``log_r50_kpc`` and ``log_r90_kpc`` (log10 proper kpc in TNG's cosmology,
+  :mod:`ergo_ray.cosmology`, the one the simulations' sizes are in) and ``concentration``
   (R90 / R50). The 4 × R90 crop removes the galaxy's size from the stamp, so the
   representation cannot carry it; the size at fixed mass is one of the channels that tie an
   image to its ex-situ fraction (it is one of the oracle's leading features, mock-universe.md).
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ergo_ray.cosmology import kpc_per_arcsec
 from ergo_ray.types import PIXEL_SCALE_ARCSEC
 
 __all__ = ["DERIVED", "observable_values", "source_columns"]
@@ -57,14 +59,10 @@ def source_columns(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def _kpc_per_px(z: np.ndarray) -> np.ndarray:
-    from astropy.cosmology import Planck15
-
     out = np.full(z.shape, np.nan)
     ok = np.isfinite(z) & (z > 0)
     if ok.any():
-        out[ok] = (
-            Planck15.kpc_proper_per_arcmin(z[ok]).value / 60.0 * PIXEL_SCALE_ARCSEC
-        )
+        out[ok] = kpc_per_arcsec(z[ok]) * PIXEL_SCALE_ARCSEC
     return out
 
 

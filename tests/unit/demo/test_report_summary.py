@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest

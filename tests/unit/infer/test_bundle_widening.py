@@ -10,7 +10,7 @@ import pytest
 
 import ergo_ray
 from ergo_ray.errors import InputError
-from ergo_ray.infer import bundle as bd
+from ergo_ray.shared import bundle_format as bd
 from ergo_ray.infer.predictors import PosteriorPredictor
 from ergo_ray.models.cinn import object_seeds
 from ergo_ray.models.observables import observable_values, source_columns
@@ -76,9 +76,10 @@ def test_size_observables_from_petrosian_radii():
     names = ("redshift", "log_r50_kpc", "log_r90_kpc", "concentration")
     assert source_columns(names) == ("redshift", "r50_px", "r90_px")
     v = observable_values(names, {"redshift": z, "r50_px": r50, "r90_px": r90})
-    from astropy.cosmology import Planck15
+    from astropy.cosmology import FlatLambdaCDM
 
-    kpc = Planck15.kpc_proper_per_arcmin(0.3).value / 60 * 0.168
+    tng = FlatLambdaCDM(H0=67.74, Om0=0.3089, Ob0=0.0486)  # written out, not the package's
+    kpc = tng.kpc_proper_per_arcmin(0.3).value / 60 * 0.168
     assert v["log_r90_kpc"][1] == pytest.approx(np.log10(9.0 * kpc))
     assert v["log_r50_kpc"][1] == pytest.approx(np.log10(3.0 * kpc))
     assert v["concentration"][:3].tolist() == [2.4, 3.0, 3.0]
