@@ -82,26 +82,47 @@ def write_random_bundle(url: str, cfg, seed: int = 0) -> str:
         base = enc(torch.from_numpy(img).float() / 255).numpy()
     spread = base.std(axis=0, keepdims=True) + 1e-6
     reps = base[rng.integers(0, 128, 2 * n_ref)] + 0.3 * spread * rng.normal(
-        size=(2 * n_ref, rep)).astype(np.float32)
-    ood = build_reference(reps, n_reference=n_ref, k=cfg.ood.k,
-                          metric=cfg.ood.metric, quantile=cfg.ood.quantile)
+        size=(2 * n_ref, rep)
+    ).astype(np.float32)
+    ood = build_reference(
+        reps, n_reference=n_ref, k=cfg.ood.k, metric=cfg.ood.metric, quantile=cfg.ood.quantile
+    )
     y = np.stack([rng.uniform(0, 1, 512), rng.uniform(0, 13, 512), rng.uniform(8, 11, 512)], 1)
     y[::3, 1], y[::3, 2] = 15.0, 6.0
     cinn = ConditionalINN(CinnArch.from_config(cfg.cinn, rep, init_seed=seed))
     pre = cfg.preprocess.model_dump(mode="json")
-    encoder = {"format": "ergo_ray.encoder", "version": 1,
-               "state_dict": {k: v.detach().cpu() for k, v in enc.state_dict().items()},
-               "meta": {"clr": cfg.clr.model_dump(mode="json"), "preprocess": pre,
-                        "in_size": size, "rep_dim": rep, "epoch": -1,
-                        "ergo_ray_version": __version__}}
-    transforms = {"targets": TargetTransform.fit(y).to_dict(), "input_size": size,
-                  "rep_dim": rep, "preprocess": pre, "ood": ood.to_dict()}
-    return write_bundle(url, {
-        "encoder.pt": torch_bytes(encoder), "cinn.pt": torch_bytes(cinn.payload()),
-        "transforms.json": json.dumps(transforms).encode(),
-        "config.yaml": resolved_yaml(cfg).encode(), "reference.npy": npy_bytes(ood.reference),
-        "reference_kdist.npy": npy_bytes(ood.self_kdist), "metrics.json": b"{}",
-    })
+    encoder = {
+        "format": "ergo_ray.encoder",
+        "version": 1,
+        "state_dict": {k: v.detach().cpu() for k, v in enc.state_dict().items()},
+        "meta": {
+            "clr": cfg.clr.model_dump(mode="json"),
+            "preprocess": pre,
+            "in_size": size,
+            "rep_dim": rep,
+            "epoch": -1,
+            "ergo_ray_version": __version__,
+        },
+    }
+    transforms = {
+        "targets": TargetTransform.fit(y).to_dict(),
+        "input_size": size,
+        "rep_dim": rep,
+        "preprocess": pre,
+        "ood": ood.to_dict(),
+    }
+    return write_bundle(
+        url,
+        {
+            "encoder.pt": torch_bytes(encoder),
+            "cinn.pt": torch_bytes(cinn.payload()),
+            "transforms.json": json.dumps(transforms).encode(),
+            "config.yaml": resolved_yaml(cfg).encode(),
+            "reference.npy": npy_bytes(ood.reference),
+            "reference_kdist.npy": npy_bytes(ood.self_kdist),
+            "metrics.json": b"{}",
+        },
+    )
 
 
 def write_prepared(folder: Path, n: int, size: int, rows_per_file: int, seed: int = 0) -> None:
@@ -115,11 +136,20 @@ def write_prepared(folder: Path, n: int, size: int, rows_per_file: int, seed: in
         m = min(rows_per_file, n - start)
         ids = [f"hsc-{seed}-{start + i:07d}-p0" for i in range(m)]
         img = rng.integers(0, 256, m * 3 * size * size, dtype=np.uint8)
-        t = pa.table({"object_id": ids, "root_id": [i[:-3] for i in ids],
-                      "domain": ["hsc"] * m,
-                      "image": pa.FixedSizeListArray.from_arrays(pa.array(img), 3 * size * size)})
-        t = t.replace_schema_metadata({b"ergo_ray.kind": b"prepared-shard",
-                                       b"ergo_ray.image_shape": f"3,{size},{size}".encode()})
+        t = pa.table(
+            {
+                "object_id": ids,
+                "root_id": [i[:-3] for i in ids],
+                "domain": ["hsc"] * m,
+                "image": pa.FixedSizeListArray.from_arrays(pa.array(img), 3 * size * size),
+            }
+        )
+        t = t.replace_schema_metadata(
+            {
+                b"ergo_ray.kind": b"prepared-shard",
+                b"ergo_ray.image_shape": f"3,{size},{size}".encode(),
+            }
+        )
         pq.write_table(t, folder / "shards" / f"part-{f:05d}.parquet")
 
 
@@ -201,8 +231,9 @@ def tree_cpu_s(root: int) -> float:
     return total / tick
 
 
-def _catalog(model: str, data: Path, out: Path, *, samples: int, batch: int, cpus: float,
-             seed: int = 1) -> tuple[float, float, int, float]:
+def _catalog(
+    model: str, data: Path, out: Path, *, samples: int, batch: int, cpus: float, seed: int = 1
+) -> tuple[float, float, int, float]:
     """Run the catalogue job.
 
     Returns
@@ -213,20 +244,32 @@ def _catalog(model: str, data: Path, out: Path, *, samples: int, batch: int, cpu
     """
     from ergo_ray.infer.pipeline import CatalogOptions, run_catalog
 
-    opts = CatalogOptions(model=model, input=str(data), out=str(out), n_samples=samples,
-                          seed=seed, batch_size=batch, cpus_per_actor=cpus, log_every_s=60)
+    opts = CatalogOptions(
+        model=model,
+        input=str(data),
+        out=str(out),
+        n_samples=samples,
+        seed=seed,
+        batch_size=batch,
+        cpus_per_actor=cpus,
+        log_every_s=60,
+    )
     stamps: list[float] = []
     c0, t0 = tree_cpu_s(os.getpid()), time.perf_counter()
     res = run_catalog(opts, on_write=lambda _key, _rows: stamps.append(time.perf_counter()))
     wall, cpu = time.perf_counter() - t0, tree_cpu_s(os.getpid()) - c0
     per_unit = res.rows / max(1, len(stamps))
-    steady = (per_unit * (len(stamps) - 1) / (stamps[-1] - stamps[0])
-              if len(stamps) > 1 and stamps[-1] > stamps[0] else float("nan"))
+    steady = (
+        per_unit * (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        if len(stamps) > 1 and stamps[-1] > stamps[0]
+        else float("nan")
+    )
     return wall, cpu, res.rows, steady
 
 
-def ceiling(model: str, data: Path, *, samples: int, batch: int, threads: int,
-            limit: int = 2048) -> tuple[float, float]:
+def ceiling(
+    model: str, data: Path, *, samples: int, batch: int, threads: int, limit: int = 2048
+) -> tuple[float, float]:
     """Model-only rate: the actor's per-batch work on in-memory images, in one process.
 
     Measured on the first ``limit`` galaxies (the rate is per galaxy).
@@ -250,7 +293,7 @@ def ceiling(model: str, data: Path, *, samples: int, batch: int, threads: int,
     pred.infer(images[:batch], ids[:batch])  # warm-up
     c0, t0 = time.process_time(), time.perf_counter()
     for s in range(0, len(ids), batch):
-        pred.infer(images[s:s + batch], ids[s:s + batch])
+        pred.infer(images[s : s + batch], ids[s : s + batch])
     dt, dc = time.perf_counter() - t0, time.process_time() - c0
     torch.set_num_threads(prev)
     return len(ids) / dt, len(ids) / dc
@@ -277,8 +320,12 @@ def _init_ray(cpus: int) -> None:
 
     for attempt in (1, 2):
         try:
-            ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
-                     object_store_memory=512 * 1024**2)
+            ray.init(
+                num_cpus=cpus,
+                include_dashboard=False,
+                logging_level="WARNING",
+                object_store_memory=512 * 1024**2,
+            )
             return
         except Exception:
             if attempt == 2:
@@ -301,7 +348,9 @@ def run(quick: bool) -> list[dict]:
     rows: list[dict] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench_catalog_"))
     try:
-        paper = load_config("paper", [], [f"cinn.n_ood_reference={N_REFERENCE // 4 if quick else N_REFERENCE}"])
+        paper = load_config(
+            "paper", [], [f"cinn.n_ood_reference={N_REFERENCE // 4 if quick else N_REFERENCE}"]
+        )
         small = load_config("ci", [], ["preprocess.size=64"])
         write_random_bundle(str(tmp / "paper"), paper)
         write_random_bundle(str(tmp / "small"), small)
@@ -311,49 +360,105 @@ def run(quick: bool) -> list[dict]:
         ceil_a = ceiling(str(tmp / "paper"), tmp / "tp", threads=cores, **kw)
         _init_ray(cores + 2)
         try:
-            dt, dc, n, steady = _catalog(str(tmp / "paper"), tmp / "tp", tmp / "out-tp",
-                                         cpus=cores, **kw)
+            dt, dc, n, steady = _catalog(
+                str(tmp / "paper"), tmp / "tp", tmp / "out-tp", cpus=cores, **kw
+            )
             ceil_b = ceiling(str(tmp / "paper"), tmp / "tp", threads=cores, **kw)
             e2e, e2e_cpu = n / dt, n / dc
             # the ceiling is measured before and after the job; the faster of the two counts
             ceil, ceil_cpu = max(ceil_a[0], ceil_b[0]), max(ceil_a[1], ceil_b[1])
-            rows.append({"figure": "catalogue throughput, paper model, CPU (storage -> Parquet)",
-                         "value": e2e, "unit": "galaxies/s", "goal": ">= 0.8 x model-only",
-                         "peer": ceil, "ratio": e2e / ceil})
-            rows.append({"figure": "same, steady state (first to last part written: without "
-                                   "the actor's start-up)",
-                         "value": steady, "unit": "galaxies/s", "goal": ">= 0.8 x model-only",
-                         "peer": ceil, "ratio": steady / ceil})
-            rows.append({"figure": "same, per CPU-second of the whole job (driver + all Ray "
-                                   "processes) vs the model alone",
-                         "value": e2e_cpu, "unit": "galaxies/CPU-s", "goal": ">= 0.8 x model-only",
-                         "peer": ceil_cpu, "ratio": e2e_cpu / ceil_cpu})
+            rows.append(
+                {
+                    "figure": "catalogue throughput, paper model, CPU (storage -> Parquet)",
+                    "value": e2e,
+                    "unit": "galaxies/s",
+                    "goal": ">= 0.8 x model-only",
+                    "peer": ceil,
+                    "ratio": e2e / ceil,
+                }
+            )
+            rows.append(
+                {
+                    "figure": "same, steady state (first to last part written: without "
+                    "the actor's start-up)",
+                    "value": steady,
+                    "unit": "galaxies/s",
+                    "goal": ">= 0.8 x model-only",
+                    "peer": ceil,
+                    "ratio": steady / ceil,
+                }
+            )
+            rows.append(
+                {
+                    "figure": "same, per CPU-second of the whole job (driver + all Ray "
+                    "processes) vs the model alone",
+                    "value": e2e_cpu,
+                    "unit": "galaxies/CPU-s",
+                    "goal": ">= 0.8 x model-only",
+                    "peer": ceil_cpu,
+                    "ratio": e2e_cpu / ceil_cpu,
+                }
+            )
             peaks = {}
             for n_gal in (n_small, n_big):
                 write_prepared(tmp / f"m{n_gal}", n_gal, 64, 512, seed=n_gal)
                 with PeakMemory() as pm:
-                    _catalog(str(tmp / "small"), tmp / f"m{n_gal}", tmp / f"out-m{n_gal}",
-                             samples=400, batch=256, cpus=cores)
+                    _catalog(
+                        str(tmp / "small"),
+                        tmp / f"m{n_gal}",
+                        tmp / f"out-m{n_gal}",
+                        samples=400,
+                        batch=256,
+                        cpus=cores,
+                    )
                 peaks[n_gal] = pm.peak_mb
                 shutil.rmtree(tmp / f"m{n_gal}", ignore_errors=True)
-            rows.append({"figure": f"peak job memory (PSS), {n_big:,} vs {n_small:,} galaxies",
-                         "value": peaks[n_big], "unit": "MiB", "goal": "<= 1.2 x",
-                         "peer": peaks[n_small], "ratio": peaks[n_big] / peaks[n_small]})
+            rows.append(
+                {
+                    "figure": f"peak job memory (PSS), {n_big:,} vs {n_small:,} galaxies",
+                    "value": peaks[n_big],
+                    "unit": "MiB",
+                    "goal": "<= 1.2 x",
+                    "peer": peaks[n_small],
+                    "ratio": peaks[n_big] / peaks[n_small],
+                }
+            )
         finally:
             ray.shutdown()
         fl = flops_per_galaxy(str(tmp / "paper"), 400)
-        rows.append({"figure": "paper model FLOPs per galaxy (encoder + 400 cINN samples)",
-                     "value": fl / 1e9, "unit": "GFLOP", "goal": "cost model", "peer": None,
-                     "ratio": None})
+        rows.append(
+            {
+                "figure": "paper model FLOPs per galaxy (encoder + 400 cINN samples)",
+                "value": fl / 1e9,
+                "unit": "GFLOP",
+                "goal": "cost model",
+                "peer": None,
+                "ratio": None,
+            }
+        )
         gpu_rate = ASSUMED_GPU_TFLOPS * 1e12 / fl
-        rows.append({"figure": f"derived (not measured) GPU-hours per 10^6 galaxies at an "
-                               f"assumed {ASSUMED_GPU_TFLOPS:g} TFLOP/s",
-                     "value": 1e6 / gpu_rate / 3600, "unit": "GPU-h", "goal": "cost model",
-                     "peer": gpu_rate, "ratio": None})
+        rows.append(
+            {
+                "figure": f"derived (not measured) GPU-hours per 10^6 galaxies at an "
+                f"assumed {ASSUMED_GPU_TFLOPS:g} TFLOP/s",
+                "value": 1e6 / gpu_rate / 3600,
+                "unit": "GPU-h",
+                "goal": "cost model",
+                "peer": gpu_rate,
+                "ratio": None,
+            }
+        )
         cpu_h = 1e6 / e2e / 3600
-        rows.append({"figure": f"measured CPU cost per 10^6 galaxies ({cores} cores)",
-                     "value": cpu_h, "unit": "machine-h", "goal": "cost model",
-                     "peer": None, "ratio": None})
+        rows.append(
+            {
+                "figure": f"measured CPU cost per 10^6 galaxies ({cores} cores)",
+                "value": cpu_h,
+                "unit": "machine-h",
+                "goal": "cost model",
+                "peer": None,
+                "ratio": None,
+            }
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
@@ -362,8 +467,11 @@ def run(quick: bool) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small smoke run")
-    p.add_argument("--scale", action="store_true",
-                   help="the survey-scale figures instead (bench_catalog_scale.py)")
+    p.add_argument(
+        "--scale",
+        action="store_true",
+        help="the survey-scale figures instead (bench_catalog_scale.py)",
+    )
     args = p.parse_args()
     if args.scale:
         from bench_catalog_scale import run as run_scale

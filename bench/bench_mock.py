@@ -78,8 +78,12 @@ def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
     def features(rows: list[dict]) -> dict[str, np.ndarray]:
         keys = sorted(k for k in rows[0] if k.startswith("struct_"))
         extra = [[r["log_mstar"], r["redshift"], float(r["is_etg"])] for r in rows]
-        return {"oracle": np.array([[r[k] for k in keys] + e for r, e in zip(rows, extra, strict=True)]),
-                "mass": np.array([e[:2] for e in extra])}
+        return {
+            "oracle": np.array(
+                [[r[k] for k in keys] + e for r, e in zip(rows, extra, strict=True)]
+            ),
+            "mass": np.array([e[:2] for e in extra]),
+        }
 
     rows = [draw_galaxy(domain, seed, i).row(0) for i in range(n)]
     half = n // 2
@@ -91,7 +95,8 @@ def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
 
     def shift(hsc_values: np.ndarray, ref_values: np.ndarray) -> float:
         return exsitu_difference_at_fixed_mass(
-            m_hsc, hsc_values, m_test, ref_values, SHIFT_MASS_EDGES)["mean_difference"]
+            m_hsc, hsc_values, m_test, ref_values, SHIFT_MASS_EDGES
+        )["mean_difference"]
 
     out: dict[str, float] = {"truth_hsc_shift": shift(y_hsc, y[half:])}
     for name in ("oracle", "mass"):
@@ -143,39 +148,102 @@ def run(quick: bool, only: str | None = None) -> list[dict]:
         n, warm = (40, 40) if quick else (300, 150)
         for px in (128, 64):
             cpu, wall = throughput(px, n, warm)
-            rows.append({"figure": f"mock render {px} px, 3 bands (galaxies/s/core)",
-                         "value": cpu, "unit": "gal/s/core", "goal": ">= 25 at 128 px",
-                         "peer": GOAL_RATE, "ratio": cpu / GOAL_RATE})
-            rows.append({"figure": f"mock render {px} px, wall clock on this (shared) machine",
-                         "value": wall, "unit": "gal/s", "goal": "info", "peer": None,
-                         "ratio": None})
+            rows.append(
+                {
+                    "figure": f"mock render {px} px, 3 bands (galaxies/s/core)",
+                    "value": cpu,
+                    "unit": "gal/s/core",
+                    "goal": ">= 25 at 128 px",
+                    "peer": GOAL_RATE,
+                    "ratio": cpu / GOAL_RATE,
+                }
+            )
+            rows.append(
+                {
+                    "figure": f"mock render {px} px, wall clock on this (shared) machine",
+                    "value": wall,
+                    "unit": "gal/s",
+                    "goal": "info",
+                    "peer": None,
+                    "ratio": None,
+                }
+            )
     if only in (None, "oracle"):
         o = oracle(4000 if quick else 20000)
-        rows.append({"figure": "f_ex oracle (struct_* + M, z) RMSE", "value": o["oracle_rmse"],
-                     "unit": "", "goal": "0.07-0.10", "peer": o["mass_rmse"],
-                     "ratio": o["oracle_rmse"] / o["mass_rmse"]})
-        rows.append({"figure": "f_ex oracle fraction within ±0.1", "value": o["oracle_within"],
-                     "unit": "", "goal": "> mass-only", "peer": o["mass_within"],
-                     "ratio": o["oracle_within"] / o["mass_within"]})
-        rows.append({"figure": "f_ex mass+z-only RMSE (floor)", "value": o["mass_rmse"],
-                     "unit": "", "goal": "info", "peer": None, "ratio": None})
-        rows.append({"figure": "hsc - tng100 f_ex at fixed mass, inferred by the oracle",
-                     "value": o["oracle_hsc_shift"], "unit": "", "goal": "< 0 (truth: peer)",
-                     "peer": o["truth_hsc_shift"],
-                     "ratio": o["oracle_hsc_shift"] / o["truth_hsc_shift"]})
-        rows.append({"figure": "hsc - tng100 f_ex at fixed mass, inferred from M, z only",
-                     "value": o["mass_hsc_shift"], "unit": "", "goal": "info (~0)",
-                     "peer": o["truth_hsc_shift"],
-                     "ratio": o["mass_hsc_shift"] / o["truth_hsc_shift"]})
+        rows.append(
+            {
+                "figure": "f_ex oracle (struct_* + M, z) RMSE",
+                "value": o["oracle_rmse"],
+                "unit": "",
+                "goal": "0.07-0.10",
+                "peer": o["mass_rmse"],
+                "ratio": o["oracle_rmse"] / o["mass_rmse"],
+            }
+        )
+        rows.append(
+            {
+                "figure": "f_ex oracle fraction within ±0.1",
+                "value": o["oracle_within"],
+                "unit": "",
+                "goal": "> mass-only",
+                "peer": o["mass_within"],
+                "ratio": o["oracle_within"] / o["mass_within"],
+            }
+        )
+        rows.append(
+            {
+                "figure": "f_ex mass+z-only RMSE (floor)",
+                "value": o["mass_rmse"],
+                "unit": "",
+                "goal": "info",
+                "peer": None,
+                "ratio": None,
+            }
+        )
+        rows.append(
+            {
+                "figure": "hsc - tng100 f_ex at fixed mass, inferred by the oracle",
+                "value": o["oracle_hsc_shift"],
+                "unit": "",
+                "goal": "< 0 (truth: peer)",
+                "peer": o["truth_hsc_shift"],
+                "ratio": o["oracle_hsc_shift"] / o["truth_hsc_shift"],
+            }
+        )
+        rows.append(
+            {
+                "figure": "hsc - tng100 f_ex at fixed mass, inferred from M, z only",
+                "value": o["mass_hsc_shift"],
+                "unit": "",
+                "goal": "info (~0)",
+                "peer": o["truth_hsc_shift"],
+                "ratio": o["mass_hsc_shift"] / o["truth_hsc_shift"],
+            }
+        )
     if only in (None, "cropfit"):
         n = 40 if quick else 300
         for px in (64, 96, 128):
             frac, fail = crop_fit(px, n)
-            rows.append({"figure": f"4xR90 crop fits in a {px}-px stamp (tng100 balanced)",
-                         "value": frac, "unit": "fraction", "goal": ">= 0.95 at 128 px",
-                         "peer": None, "ratio": None})
-            rows.append({"figure": f"Petrosian failures at {px} px", "value": fail,
-                         "unit": "fraction", "goal": "small", "peer": None, "ratio": None})
+            rows.append(
+                {
+                    "figure": f"4xR90 crop fits in a {px}-px stamp (tng100 balanced)",
+                    "value": frac,
+                    "unit": "fraction",
+                    "goal": ">= 0.95 at 128 px",
+                    "peer": None,
+                    "ratio": None,
+                }
+            )
+            rows.append(
+                {
+                    "figure": f"Petrosian failures at {px} px",
+                    "value": fail,
+                    "unit": "fraction",
+                    "goal": "small",
+                    "peer": None,
+                    "ratio": None,
+                }
+            )
     return rows
 
 

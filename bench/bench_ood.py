@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from ergo_ray.evaluate.ood import ood_scores
 from ergo_ray.shared.knn import kth_neighbour_distance
 
 K = 8

@@ -52,9 +52,14 @@ def _pngs(folder: str, cfg: RunConfig) -> list[tuple[str, bytes]]:
     if not storage.exists(folder, cfg.storage):
         return []
     files = storage.list_files(folder, cfg.storage, (".png",))
-    return [(f.rsplit("/", 1)[-1].removesuffix(".png").replace("_", " "),
-             storage.read_bytes(f, cfg.storage)) for f in files if f.rsplit("/", 1)[0].rstrip("/")
-            == storage.locate(folder).url.rstrip("/")]
+    return [
+        (
+            f.rsplit("/", 1)[-1].removesuffix(".png").replace("_", " "),
+            storage.read_bytes(f, cfg.storage),
+        )
+        for f in files
+        if f.rsplit("/", 1)[0].rstrip("/") == storage.locate(folder).url.rstrip("/")
+    ]
 
 
 def _get(doc: _Doc, *keys: str) -> Any:
@@ -106,8 +111,12 @@ def summarize(out: str, cfg: RunConfig) -> dict[str, Any]:
     s: dict[str, Any] = {
         "exsitu_within_0.1_model": _num(_get(tng, "exsitu_frac_within_0.1", "model")),
         "exsitu_within_0.1_baseline": _num(_get(tng, "exsitu_frac_within_0.1", "baseline")),
-        "lmm_mass_within_0.5dex_model": _num(_get(tng, "lmm_log_mass_within_0.5dex_mstar_gt_9.5", "model")),
-        "lmm_mass_within_0.5dex_baseline": _num(_get(tng, "lmm_log_mass_within_0.5dex_mstar_gt_9.5", "baseline")),
+        "lmm_mass_within_0.5dex_model": _num(
+            _get(tng, "lmm_log_mass_within_0.5dex_mstar_gt_9.5", "model")
+        ),
+        "lmm_mass_within_0.5dex_baseline": _num(
+            _get(tng, "lmm_log_mass_within_0.5dex_mstar_gt_9.5", "baseline")
+        ),
         "lmm_lookback_mae_model": _num(_get(tng, "lmm_lookback_gyr_mae", "model")),
         "lmm_lookback_mae_baseline": _num(_get(tng, "lmm_lookback_gyr_mae", "baseline")),
         "eagle_exsitu_within_0.1_model": _num(_get(eagle, "exsitu_frac_within_0.1", "model")),
@@ -150,8 +159,9 @@ def _hidden_truth_shift(out: str, cfg: RunConfig) -> float:
     cols = ("log_mstar", "true_exsitu_frac")
     hsc = read_parquet_file(hsc_url, cfg.storage, cols)
     tng = read_catalog(tng_url, cfg.storage, columns=cols)
-    values = [t.column(c).to_numpy(zero_copy_only=False).astype(float)
-              for t in (hsc, tng) for c in cols]
+    values = [
+        t.column(c).to_numpy(zero_copy_only=False).astype(float) for t in (hsc, tng) for c in cols
+    ]
     diff = exsitu_difference_at_fixed_mass(*values, cfg.evaluate.mass_bins)
     return _num(diff["mean_difference"])
 
@@ -176,35 +186,75 @@ def _f(v: float, unit: str = "") -> str:
 def summary_rows(s: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """Rows (figure, ergo_ray, reference, what the reference is) of the summary table."""
     rows = [
-        ("ex-situ fraction: |MAP − truth| ≤ 0.1 (tng100+tng50 test)", _pct(s["exsitu_within_0.1_model"]),
-         f"{_pct(s['exsitu_within_0.1_baseline'])} / {_pct(PAPER_EXSITU_WITHIN_01)}",
-         "mass+redshift baseline / paper (TNG)"),
-        ("merger mass within 0.5 dex (log M* > 9.5)", _pct(s["lmm_mass_within_0.5dex_model"]),
-         _pct(s["lmm_mass_within_0.5dex_baseline"]), "mass+redshift baseline"),
-        ("lookback time of last major merger: MAE", _f(s["lmm_lookback_mae_model"], " Gyr"),
-         _f(s["lmm_lookback_mae_baseline"], " Gyr"), "mass+redshift baseline"),
-        ("ex-situ within 0.1, out-of-TNG test (eagle)", _pct(s["eagle_exsitu_within_0.1_model"]),
-         f"{_pct(s['eagle_exsitu_within_0.1_baseline'])} / {_pct(s['exsitu_within_0.1_model'])}",
-         "mass+redshift baseline on eagle / in-domain (tng test)"),
+        (
+            "ex-situ fraction: |MAP − truth| ≤ 0.1 (tng100+tng50 test)",
+            _pct(s["exsitu_within_0.1_model"]),
+            f"{_pct(s['exsitu_within_0.1_baseline'])} / {_pct(PAPER_EXSITU_WITHIN_01)}",
+            "mass+redshift baseline / paper (TNG)",
+        ),
+        (
+            "merger mass within 0.5 dex (log M* > 9.5)",
+            _pct(s["lmm_mass_within_0.5dex_model"]),
+            _pct(s["lmm_mass_within_0.5dex_baseline"]),
+            "mass+redshift baseline",
+        ),
+        (
+            "lookback time of last major merger: MAE",
+            _f(s["lmm_lookback_mae_model"], " Gyr"),
+            _f(s["lmm_lookback_mae_baseline"], " Gyr"),
+            "mass+redshift baseline",
+        ),
+        (
+            "ex-situ within 0.1, out-of-TNG test (eagle)",
+            _pct(s["eagle_exsitu_within_0.1_model"]),
+            f"{_pct(s['eagle_exsitu_within_0.1_baseline'])} / {_pct(s['exsitu_within_0.1_model'])}",
+            "mass+redshift baseline on eagle / in-domain (tng test)",
+        ),
     ]
     for target in ("exsitu_frac", "lmm_lookback_gyr", "lmm_log_mass"):
-        rows.append((f"coverage of 68 % / 90 % intervals: {target}",
-                     f"{_pct(s[f'coverage_68_{target}'])} / {_pct(s[f'coverage_90_{target}'])}",
-                     "68.0 % / 90.0 %", "nominal (±5 points is the goal)"))
+        rows.append(
+            (
+                f"coverage of 68 % / 90 % intervals: {target}",
+                f"{_pct(s[f'coverage_68_{target}'])} / {_pct(s[f'coverage_90_{target}'])}",
+                "68.0 % / 90.0 %",
+                "nominal (±5 points is the goal)",
+            )
+        )
     ranking = s.get("ood_ranking") or []
-    rows.append(("domain farthest from hsc (OOD score)", str(s.get("farthest_from_hsc", "–")),
-                 " > ".join(ranking), "ranking, farthest first"))
+    rows.append(
+        (
+            "domain farthest from hsc (OOD score)",
+            str(s.get("farthest_from_hsc", "–")),
+            " > ".join(ranking),
+            "ranking, farthest first",
+        )
+    )
     for dom in ("tng100", "tng50", "eagle", "simba"):
-        rows.append((f"OOD fraction > 1: {dom}→hsc / hsc→{dom}",
-                     f"{_pct(s[f'ood_frac_{dom}_vs_hsc'])} / {_pct(s[f'ood_frac_hsc_vs_{dom}'])}",
-                     "5 %", "self-score level"))
-    rows.append(("hsc − tng100 inferred ex-situ fraction at fixed mass",
-                 _f(s["hsc_minus_tng100_exsitu_inferred"]),
-                 f"{_f(s['hsc_minus_tng100_exsitu_hidden_truth'])} / "
-                 f"{_f(s['hsc_minus_tng100_exsitu_truth'])}",
-                 "hidden truth / hsc inferred − tng100 true"))
-    rows.append(("hsc ex-situ bias (MAP − hidden truth)", _f(s["hsc_exsitu_bias_model"]),
-                 "0", "an unbiased model"))
+        rows.append(
+            (
+                f"OOD fraction > 1: {dom}→hsc / hsc→{dom}",
+                f"{_pct(s[f'ood_frac_{dom}_vs_hsc'])} / {_pct(s[f'ood_frac_hsc_vs_{dom}'])}",
+                "5 %",
+                "self-score level",
+            )
+        )
+    rows.append(
+        (
+            "hsc − tng100 inferred ex-situ fraction at fixed mass",
+            _f(s["hsc_minus_tng100_exsitu_inferred"]),
+            f"{_f(s['hsc_minus_tng100_exsitu_hidden_truth'])} / "
+            f"{_f(s['hsc_minus_tng100_exsitu_truth'])}",
+            "hidden truth / hsc inferred − tng100 true",
+        )
+    )
+    rows.append(
+        (
+            "hsc ex-situ bias (MAP − hidden truth)",
+            _f(s["hsc_exsitu_bias_model"]),
+            "0",
+            "an unbiased model",
+        )
+    )
     rows.extend(domain_rows(s))
     return rows
 
@@ -227,8 +277,11 @@ def _training_figure(out: str, cfg: RunConfig) -> bytes | None:
 
     from ergo_ray.evaluate.plots import figure_png
 
-    recs = [json.loads(line) for line in storage.read_bytes(url, cfg.storage).decode().splitlines()
-            if line.strip()]
+    recs = [
+        json.loads(line)
+        for line in storage.read_bytes(url, cfg.storage).decode().splitlines()
+        if line.strip()
+    ]
     if not recs:
         return None
     ep = [r.get("epoch", i) for i, r in enumerate(recs)]
@@ -270,33 +323,57 @@ def write_report(out: str, stages: Sequence[Stage], cfg: RunConfig) -> str:
     rows = summary_rows(s)
     total = sum(st.seconds or 0.0 for st in stages)
     sections = [
-        Section("Summary", text=[
-            "Every figure below is measured on the mock universe, where the truth is known. The "
-            "model is trained on tng100+tng50; hsc plays the observed survey (its truth is hidden "
-            "from every stage but validation), simba the least realistic simulation.",
-            f"Preset '{cfg.preset}', total wall time {total / 60:.1f} min."],
-            tables=[(("figure", "ergo_ray", "reference", "reference is"), rows)]),
-        Section("Stages", tables=[(("stage", "wall time [s]"),
-                                   [(st.name, round(st.seconds or 0.0, 1)) for st in stages])]),
+        Section(
+            "Summary",
+            text=[
+                "Every figure below is measured on the mock universe, where the truth is known. "
+                "The model is trained on tng100+tng50; hsc plays the observed survey (its truth "
+                "is hidden from every stage but validation), simba the least realistic "
+                "simulation.",
+                f"Preset '{cfg.preset}', total wall time {total / 60:.1f} min.",
+            ],
+            tables=[(("figure", "ergo_ray", "reference", "reference is"), rows)],
+        ),
+        Section(
+            "Stages",
+            tables=[
+                (
+                    ("stage", "wall time [s]"),
+                    [(st.name, round(st.seconds or 0.0, 1)) for st in stages],
+                )
+            ],
+        ),
     ]
     stamps = _pngs(storage.join(out, "stamps"), cfg)
     if stamps:
-        sections.append(Section("Example stamps (g, r, i composites), one row per domain", images=stamps))
+        sections.append(
+            Section("Example stamps (g, r, i composites), one row per domain", images=stamps)
+        )
     train_png = _training_figure(out, cfg)
     if train_png:
-        sections.append(Section("Representation learning", images=[("NNCLR loss and kNN R²", train_png)]))
-    for name, title in (("tng", "Validation on the tng100+tng50 test split"),
-                        ("eagle", "Out-of-TNG test: eagle"),
-                        ("hsc", "The observed survey against its hidden truth: hsc")):
+        sections.append(
+            Section("Representation learning", images=[("NNCLR loss and kNN R²", train_png)])
+        )
+    for name, title in (
+        ("tng", "Validation on the tng100+tng50 test split"),
+        ("eagle", "Out-of-TNG test: eagle"),
+        ("hsc", "The observed survey against its hidden truth: hsc"),
+    ):
         imgs = _pngs(storage.join(out, "validate", name), cfg)
         if imgs:
             sections.append(Section(title, images=imgs))
     imgs = _pngs(storage.join(out, "compare"), cfg)
     if imgs:
         sections.append(Section("Domain comparison and science figures", images=imgs))
-    page = html_report("ergo_ray demo report", sections,
-                       subtitle="ERGO-ML on the built-in mock universe: accuracy, calibration, domain shift")
+    page = html_report(
+        "ergo_ray demo report",
+        sections,
+        subtitle="ERGO-ML on the built-in mock universe: accuracy, calibration, domain shift",
+    )
     storage.write_bytes(storage.join(out, "report.html"), page, cfg.storage)
-    storage.write_bytes(storage.join(out, "summary.json"), json_bytes(
-        {**s, "stages": {st.name: st.seconds for st in stages}, "total_seconds": total}), cfg.storage)
+    storage.write_bytes(
+        storage.join(out, "summary.json"),
+        json_bytes({**s, "stages": {st.name: st.seconds for st in stages}, "total_seconds": total}),
+        cfg.storage,
+    )
     return _text_table(rows)

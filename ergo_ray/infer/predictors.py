@@ -58,23 +58,31 @@ UNIT_ERRORS: tuple[type[BaseException], ...] = (ErgoRayError, OSError, pa.ArrowE
 
 def reader_schema(image_size: int) -> pa.Schema:
     """Return the schema of the rows the reader stage emits."""
-    return pa.schema([
-        pa.field("object_id", pa.string()),
-        pa.field("root_id", pa.string()),
-        pa.field("domain", pa.string()),
-        pa.field("image", pa.list_(pa.uint8(), 3 * image_size * image_size)),
-        *(pa.field(c, pa.float64()) for c in CINN_OBSERVABLES),
-        pa.field("error", pa.string()),
-        pa.field("_unit", pa.string()),
-        pa.field("_seq", pa.int32()),
-        pa.field("_unit_rows", pa.int32()),
-    ])
+    return pa.schema(
+        [
+            pa.field("object_id", pa.string()),
+            pa.field("root_id", pa.string()),
+            pa.field("domain", pa.string()),
+            pa.field("image", pa.list_(pa.uint8(), 3 * image_size * image_size)),
+            *(pa.field(c, pa.float64()) for c in CINN_OBSERVABLES),
+            pa.field("error", pa.string()),
+            pa.field("_unit", pa.string()),
+            pa.field("_seq", pa.int32()),
+            pa.field("_unit_rows", pa.int32()),
+        ]
+    )
 
 
-def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: list[str | None],
-                unit_key: str, image_size: int, seq: np.ndarray | None = None,
-                total: int | None = None,
-                observed: Mapping[str, Any] | None = None) -> pa.Table:
+def _rows_table(
+    ids: list[tuple[Any, Any, Any]],
+    images: np.ndarray,
+    errors: list[str | None],
+    unit_key: str,
+    image_size: int,
+    seq: np.ndarray | None = None,
+    total: int | None = None,
+    observed: Mapping[str, Any] | None = None,
+) -> pa.Table:
     n = len(ids)
     obs = observed or {}
     flat = pa.array(np.ascontiguousarray(images, dtype=np.uint8).reshape(-1), pa.uint8())
@@ -85,8 +93,10 @@ def _rows_table(ids: list[tuple[Any, Any, Any]], images: np.ndarray, errors: lis
             pa.array([None if v is None else str(v) for v in root], pa.string()),
             pa.array([None if v is None else str(v) for v in dom], pa.string()),
             pa.FixedSizeListArray.from_arrays(flat, 3 * image_size * image_size),
-            *(pa.array(_floats(obs[c]) if c in obs else np.full(n, np.nan), pa.float64())
-              for c in CINN_OBSERVABLES),
+            *(
+                pa.array(_floats(obs[c]) if c in obs else np.full(n, np.nan), pa.float64())
+                for c in CINN_OBSERVABLES
+            ),
             pa.array(errors, pa.string()),
             pa.array([unit_key] * n, pa.string()),
             pa.array(np.arange(n, dtype=np.int32) if seq is None else seq, pa.int32()),
@@ -108,25 +118,38 @@ def _floats(values: Any) -> np.ndarray:
 
 
 def _empty_marker(unit_key: str, image_size: int) -> pa.Table:
-    t = _rows_table([("", None, None)], np.zeros((1, 3, image_size, image_size), np.uint8),
-                    [None], unit_key, image_size)
+    t = _rows_table(
+        [("", None, None)],
+        np.zeros((1, 3, image_size, image_size), np.uint8),
+        [None],
+        unit_key,
+        image_size,
+    )
     schema = t.schema
-    return t.set_column(schema.get_field_index("_seq"), "_seq", pa.array([-1], pa.int32())
-                        ).set_column(schema.get_field_index("_unit_rows"), "_unit_rows",
-                                     pa.array([0], pa.int32()))
+    return t.set_column(
+        schema.get_field_index("_seq"), "_seq", pa.array([-1], pa.int32())
+    ).set_column(schema.get_field_index("_unit_rows"), "_unit_rows", pa.array([0], pa.int32()))
 
 
 def _unit_error_row(unit: Mapping[str, Any], err: BaseException, image_size: int) -> pa.Table:
     """One error row standing for a unit that could not be read at all."""
-    reason = str(err) if storage.redact(unit["source"]) in str(err) else (
-        f"{storage.redact(unit['source'])}: {err}")
-    return _rows_table([(storage.redact(unit["source"]), None, None)],
-                       np.zeros((1, 3, image_size, image_size), np.uint8),
-                       [f"unreadable input: {reason}"], unit["key"], image_size)
+    reason = (
+        str(err)
+        if storage.redact(unit["source"]) in str(err)
+        else (f"{storage.redact(unit['source'])}: {err}")
+    )
+    return _rows_table(
+        [(storage.redact(unit["source"]), None, None)],
+        np.zeros((1, 3, image_size, image_size), np.uint8),
+        [f"unreadable input: {reason}"],
+        unit["key"],
+        image_size,
+    )
 
 
-def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
-                   image_size: int) -> pa.Table:
+def _read_prepared(
+    unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_size: int
+) -> pa.Table:
     url = unit["spec"]["url"]
     fs, path = storage.arrow_fs(url, storage_cfg)
     try:
@@ -138,11 +161,16 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
             msg = f"{storage.redact(url)}: not a prepared shard (no object_id/image column)"
             raise InputError(msg, source=url)
         if shape is not None and shape.replace(b" ", b"") != want:
-            msg = (f"{storage.redact(url)}: images are {shape.decode()} but the model expects "
-                   f"{want.decode()}")
+            msg = (
+                f"{storage.redact(url)}: images are {shape.decode()} but the model expects "
+                f"{want.decode()}"
+            )
             raise InputError(msg, source=url)
-        table = pf.read(columns=[c for c in (*ID_COLUMNS, "image",
-                                             *source_columns(CINN_OBSERVABLES)) if c in names])
+        table = pf.read(
+            columns=[
+                c for c in (*ID_COLUMNS, "image", *source_columns(CINN_OBSERVABLES)) if c in names
+            ]
+        )
     except InputError:
         raise
     except (OSError, pa.ArrowException) as err:
@@ -153,11 +181,19 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
     if img.type.list_size != 3 * image_size * image_size:
         msg = f"{storage.redact(url)}: image column has {img.type.list_size} values per row"
         raise InputError(msg, source=url)
-    cols = {c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
-            for c in ID_COLUMNS}
+    cols = {
+        c: (table.column(c).to_pylist() if c in table.column_names else [None] * n)
+        for c in ID_COLUMNS
+    }
     values = observable_values(
-        CINN_OBSERVABLES, lambda c: table.column(c).cast(pa.float64()).fill_null(np.nan)
-        .to_numpy() if c in table.column_names else None, n)
+        CINN_OBSERVABLES,
+        lambda c: (
+            table.column(c).cast(pa.float64()).fill_null(np.nan).to_numpy()
+            if c in table.column_names
+            else None
+        ),
+        n,
+    )
     observed = [pa.array(values[c], pa.float64()) for c in CINN_OBSERVABLES]
     flat = img.flatten()
     return pa.table(
@@ -176,8 +212,9 @@ def _read_prepared(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
     )
 
 
-def _read_prepare_errors(unit: Mapping[str, Any], storage_cfg: StorageConfig | None,
-                         image_size: int) -> pa.Table:
+def _read_prepare_errors(
+    unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_size: int
+) -> pa.Table:
     """Objects that ``prepare`` could not prepare become error rows of the catalogue."""
     url = unit["spec"]["url"]
     try:
@@ -187,19 +224,25 @@ def _read_prepare_errors(unit: Mapping[str, Any], storage_cfg: StorageConfig | N
         msg = f"{storage.redact(url)}: cannot read: {err}"
         raise InputError(msg, source=url) from err
     n = t.num_rows
-    get = {c: (t.column(c).to_pylist() if c in t.column_names else [None] * n)
-           for c in ("object_id", "root_id", "domain", "input_url", "reason", "message")}
+    get = {
+        c: (t.column(c).to_pylist() if c in t.column_names else [None] * n)
+        for c in ("object_id", "root_id", "domain", "input_url", "reason", "message")
+    }
     errors = []
     for src, why, text in zip(get["input_url"], get["reason"], get["message"], strict=True):
         where = src or storage.redact(url)
-        errors.append(_naming(f"preprocessing failed: {why}" + (f": {text}" if text else ""),
-                              where))
+        errors.append(
+            _naming(f"preprocessing failed: {why}" + (f": {text}" if text else ""), where)
+        )
     # an input file whose objects could not even be listed has no object_id: use the file
-    oids = [o if o is not None else (src or f"{storage.redact(url)}#{i}")
-            for i, (o, src) in enumerate(zip(get["object_id"], get["input_url"], strict=True))]
+    oids = [
+        o if o is not None else (src or f"{storage.redact(url)}#{i}")
+        for i, (o, src) in enumerate(zip(get["object_id"], get["input_url"], strict=True))
+    ]
     ids = list(zip(oids, get["root_id"], get["domain"], strict=True))
-    return _rows_table(ids, np.zeros((n, 3, image_size, image_size), np.uint8), errors,
-                       unit["key"], image_size)
+    return _rows_table(
+        ids, np.zeros((n, 3, image_size, image_size), np.uint8), errors, unit["key"], image_size
+    )
 
 
 def _naming(text: str, source: str) -> str:
@@ -207,8 +250,12 @@ def _naming(text: str, source: str) -> str:
     return text if source and source in text else f"{source}: {text}"
 
 
-def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_size: int,
-              preprocess: Mapping[str, Any]) -> pa.Table:
+def _read_raw(
+    unit: Mapping[str, Any],
+    storage_cfg: StorageConfig | None,
+    image_size: int,
+    preprocess: Mapping[str, Any],
+) -> pa.Table:
     from ergo_ray.io.sources import read_unit
     from ergo_ray.preprocess import prepare_image
 
@@ -243,13 +290,18 @@ def _read_raw(unit: Mapping[str, Any], storage_cfg: StorageConfig | None, image_
     if not ids:
         return _empty_marker(unit["key"], image_size)
     observed = observable_values(
-        CINN_OBSERVABLES, lambda c: _floats([m.get(c) for m in measured]), len(ids))
-    return _rows_table(ids, np.stack(images), errors, unit["key"], image_size,
-                       observed=observed)
+        CINN_OBSERVABLES, lambda c: _floats([m.get(c) for m in measured]), len(ids)
+    )
+    return _rows_table(ids, np.stack(images), errors, unit["key"], image_size, observed=observed)
 
 
-def read_units(batch: dict[str, np.ndarray], *, storage_cfg: StorageConfig | None,
-               image_size: int, preprocess: Mapping[str, Any]) -> Iterator[pa.Table]:
+def read_units(
+    batch: dict[str, np.ndarray],
+    *,
+    storage_cfg: StorageConfig | None,
+    image_size: int,
+    preprocess: Mapping[str, Any],
+) -> Iterator[pa.Table]:
     """Ray Data task UDF: read input units and emit one row per object (or error).
 
     Parameters
@@ -289,9 +341,13 @@ def read_units(batch: dict[str, np.ndarray], *, storage_cfg: StorageConfig | Non
 def output_schema(keep_representation: bool, rep_dim: int = 256) -> pa.Schema:
     """Return the model stage's output schema: the catalogue's columns plus bookkeeping."""
     base = posterior_schema(keep_representation, rep_dim)
-    extra = [pa.field("_unit", pa.string()), pa.field("_seq", pa.int32()),
-             pa.field("_unit_rows", pa.int32()), pa.field("_node", pa.string()),
-             pa.field("_actor", pa.string())]
+    extra = [
+        pa.field("_unit", pa.string()),
+        pa.field("_seq", pa.int32()),
+        pa.field("_unit_rows", pa.int32()),
+        pa.field("_node", pa.string()),
+        pa.field("_actor", pa.string()),
+    ]
     return pa.schema([f.with_nullable(True) for f in base] + extra)
 
 
@@ -333,9 +389,15 @@ class OodOnDevice:
         if not bool(ok.any()):
             return out
         q = reps[ok].sub(self.mean).div(self.scale).float()
-        d, nearest = kth_neighbour_distance(q, self.ref, self.ood.k, metric=self.ood.metric,
-                                            device=self.device, return_index=True,
-                                            backend="torch")
+        d, nearest = kth_neighbour_distance(
+            q,
+            self.ref,
+            self.ood.k,
+            metric=self.ood.metric,
+            device=self.device,
+            return_index=True,
+            backend="torch",
+        )
         kd = self.self_kdist[nearest]
         out[ok.cpu().numpy()] = d / np.maximum(kd, 1e-12) / self.ood.norm
         return out
@@ -375,10 +437,18 @@ class PosteriorPredictor:
         available.
     """
 
-    def __init__(self, model: str, storage_cfg: StorageConfig | None, n_samples: int,
-                 seed: int, keep_representation: bool = False, mixed_precision: bool = True,
-                 threads: int = 1, actors_url: str | None = None,
-                 device: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        storage_cfg: StorageConfig | None,
+        n_samples: int,
+        seed: int,
+        keep_representation: bool = False,
+        mixed_precision: bool = True,
+        threads: int = 1,
+        actors_url: str | None = None,
+        device: str | None = None,
+    ) -> None:
         import torch
 
         from ergo_ray.infer.bundle import load_bundle
@@ -400,21 +470,31 @@ class PosteriorPredictor:
             # the OOD reference set stays on the device, not re-sent with every batch
             self._ood_dev = OodOnDevice(self.bundle.ood, self.bundle.device)
         if actors_url:
-            info = {"node_id": self.node_id, "actor_id": self.actor_id, "pid": os.getpid(),
-                    "device": str(self.bundle.device), "model_id": self.bundle.model_id,
-                    "started": time.time()}
+            info = {
+                "node_id": self.node_id,
+                "actor_id": self.actor_id,
+                "pid": os.getpid(),
+                "device": str(self.bundle.device),
+                "model_id": self.bundle.model_id,
+                "started": time.time(),
+            }
             name = f"{self.node_id[:16]}-{os.getpid()}.json"
-            storage.write_bytes(storage.join(actors_url, name), json.dumps(info).encode(),
-                                storage_cfg)
+            storage.write_bytes(
+                storage.join(actors_url, name), json.dumps(info).encode(), storage_cfg
+            )
 
     # ------------------------------------------------------------------ model
-    def infer(self, images: np.ndarray, object_ids: list[str],
-              observables: Mapping[str, np.ndarray] | None = None
-              ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str | None]]:
+    def infer(
+        self,
+        images: np.ndarray,
+        object_ids: list[str],
+        observables: Mapping[str, np.ndarray] | None = None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, list[str | None]]:
         """Run the model on prepared images, in one pass on the bundle's device.
 
         The same computation as ``bundle.summarize(bundle.sample_posterior(bundle.represent(
-        images), n, seeds=object_seeds(ids, seed), observables=observables))`` and ``bundle.ood_score``, but the
+        images), n, seeds=object_seeds(ids, seed), observables=observables))`` and
+        ``bundle.ood_score``, but the
         representations and samples stay on the device between the steps; the uint8 images
         and the latent noise are copied from pinned host memory without blocking; the
         encoder runs under autocast (float16) on CUDA when ``mixed_precision`` is set.
@@ -469,8 +549,9 @@ class PosteriorPredictor:
             x = to_dev(images).float().div_(255.0)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dev.type, dtype=torch.float16,
-                                enabled=cuda and self.mixed_precision):
+            with torch.autocast(
+                dev.type, dtype=torch.float16, enabled=cuda and self.mixed_precision
+            ):
                 reps = b.encoder(x)
             reps = reps.float()
             cond = torch.cat([reps, to_dev(observed)], dim=1)
@@ -493,13 +574,16 @@ class PosteriorPredictor:
             ok = good.cpu().numpy()
         finite_rep = np.isfinite(reps_np).all(axis=1)
         for i in np.flatnonzero(~ok):
-            lacking = [c for c, v in zip(b.observables, observed[i], strict=True)
-                       if not np.isfinite(v)]
+            lacking = [
+                c for c, v in zip(b.observables, observed[i], strict=True) if not np.isfinite(v)
+            ]
             if not finite_rep[i]:
                 errors[i] = f"{object_ids[i]}: model failed: non-finite representation"
             elif lacking:
-                errors[i] = (f"{object_ids[i]}: no {', '.join(lacking)} in the input catalogue "
-                             f"(the model is conditioned on {', '.join(b.observables)})")
+                errors[i] = (
+                    f"{object_ids[i]}: no {', '.join(lacking)} in the input catalogue "
+                    f"(the model is conditioned on {', '.join(b.observables)})"
+                )
             else:
                 errors[i] = f"{object_ids[i]}: model failed: non-finite posterior samples"
         out = {k: np.where(ok, np.asarray(v, np.float64), np.nan) for k, v in summ.items()}
@@ -522,8 +606,11 @@ class PosteriorPredictor:
             side = round((img.type.list_size / 3) ** 0.5)
             flat = img.flatten().to_numpy(zero_copy_only=False)
             images = flat.reshape(n, 3, side, side)[idx]
-            observed = {c: batch.column(c).to_numpy(zero_copy_only=False)[idx]
-                        for c in CINN_OBSERVABLES if c in batch.column_names}
+            observed = {
+                c: batch.column(c).to_numpy(zero_copy_only=False)[idx]
+                for c in CINN_OBSERVABLES
+                if c in batch.column_names
+            }
             s, o, r, errs = self.infer(images, [ids[i] for i in idx], observed)
             for c in cols:
                 summ[c][idx] = s[c]
@@ -545,11 +632,14 @@ class PosteriorPredictor:
         ]
         if self.keep_representation:
             reps[failed] = np.nan
-            arrays.append(pa.FixedSizeListArray.from_arrays(
-                pa.array(reps.reshape(-1), pa.float32()), rep_dim))
+            arrays.append(
+                pa.FixedSizeListArray.from_arrays(pa.array(reps.reshape(-1), pa.float32()), rep_dim)
+            )
         arrays += [batch.column(c).combine_chunks() for c in INTERNAL_COLUMNS]
-        arrays += [pa.array([self.node_id] * n, pa.string()),
-                   pa.array([self.actor_id] * n, pa.string())]
+        arrays += [
+            pa.array([self.node_id] * n, pa.string()),
+            pa.array([self.actor_id] * n, pa.string()),
+        ]
         self.rows += int(idx.size)
         return pa.Table.from_arrays(arrays, schema=self.schema)
 

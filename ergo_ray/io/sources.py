@@ -181,10 +181,7 @@ def discover(
         ]
         return shards + others
     rows = _load_rows(url, catalog_url, storage)
-    if fmt == "tng-fits":
-        items = _tng_items(files, base, rows)
-    else:
-        items = _hsc_items(files, base, rows)
+    items = _tng_items(files, base, rows) if fmt == "tng-fits" else _hsc_items(files, base, rows)
     log.debug("discovered %d %s objects under %s", len(items), fmt, st.redact(url))
     size = max(1, int(max_objects))
     units = [

@@ -284,10 +284,7 @@ def list_files(
                 return []
             msg = f"{redact(url)}: no such file or folder"
             raise StorageError(msg) from None
-        if kind == "directory":
-            found = [p for p in fs.find(path) if not p.endswith("/")]
-        else:
-            found = [path]
+        found = [p for p in fs.find(path) if not p.endswith("/")] if kind == "directory" else [path]
     except StorageError:
         raise
     except Exception as err:

@@ -66,8 +66,9 @@ TargetBatch = tuple[np.ndarray, dict[str, np.ndarray]]
 # Augmentations
 
 
-def augment_views(images: torch.Tensor, generator: torch.Generator, params: Mapping[str, Any]
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_views(
+    images: torch.Tensor, generator: torch.Generator, params: Mapping[str, Any]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independently augmented views of a batch, on the batch's device.
 
     Parameters
@@ -151,16 +152,22 @@ class ClrTrainer:
         torch.manual_seed(seed)  # identical initial weights on every rank
         c = self.clr
         encoder = build_encoder(c["widths"], c["blocks"], c["rep_dim"], int(config["in_size"]))
-        self.model: nn.Module = NNCLR(encoder, rep_dim=c["rep_dim"], proj_dim=c["proj_dim"],
-                                      pred_hidden=c["pred_hidden"]).to(device)
-        self.criterion = NNCLRCriterion(
-            proj_dim=c["proj_dim"], memory_bank_size=c["memory_bank_size"],
-            temperature=c["temperature"], support_set=c["support_set"], seed=seed,
+        self.model: nn.Module = NNCLR(
+            encoder, rep_dim=c["rep_dim"], proj_dim=c["proj_dim"], pred_hidden=c["pred_hidden"]
         ).to(device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c["lr"],
-                                          weight_decay=c["weight_decay"], betas=(0.9, 0.999))
+        self.criterion = NNCLRCriterion(
+            proj_dim=c["proj_dim"],
+            memory_bank_size=c["memory_bank_size"],
+            temperature=c["temperature"],
+            support_set=c["support_set"],
+            seed=seed,
+        ).to(device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=c["lr"], weight_decay=c["weight_decay"], betas=(0.9, 0.999)
+        )
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=c["lr_factor"], patience=c["lr_patience"])
+            self.optimizer, mode="min", factor=c["lr_factor"], patience=c["lr_patience"]
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         if device.type == "cuda":
             # convolutions in NHWC run on the tensor cores without layout transposes
@@ -186,8 +193,12 @@ class ClrTrainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "support_set": {"mode": self.clr["support_set"], "bank": banks, "ptr": ptrs},
-            "config": {"clr": self.clr, "preprocess": self.config.get("preprocess", {}),
-                       "in_size": int(self.config["in_size"]), "seed": int(self.config.get("seed", 0))},
+            "config": {
+                "clr": self.clr,
+                "preprocess": self.config.get("preprocess", {}),
+                "in_size": int(self.config["in_size"]),
+                "seed": int(self.config.get("seed", 0)),
+            },
         }
 
     def load(self, state: Mapping[str, Any], source: str) -> int:
@@ -209,7 +220,9 @@ class ClrTrainer:
             r = _rank() % banks.shape[0]
             self.criterion.load_bank_state({"bank": banks[r], "ptr": ptrs[r]})
         except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{st.redact(source)}: cannot restore training state: {err}") from err
+            raise CheckpointError(
+                f"{st.redact(source)}: cannot restore training state: {err}"
+            ) from err
         return int(state["epoch"]) + 1
 
     # -- steps --------------------------------------------------------------------------
@@ -220,7 +233,9 @@ class ClrTrainer:
             t = t.pin_memory()  # uint8 from pinned memory: a quarter of float32's bytes, async
         return t.to(self.device, non_blocking=True)
 
-    def _loss(self, images: np.ndarray, generator: torch.Generator, *, update: bool) -> torch.Tensor:
+    def _loss(
+        self, images: np.ndarray, generator: torch.Generator, *, update: bool
+    ) -> torch.Tensor:
         v0, v1 = augment_views(self._to_device(images), generator, self.clr["augment"])
         views = torch.cat([v0, v1])
         if self.device.type == "cuda":
@@ -231,8 +246,9 @@ class ClrTrainer:
         p0, p1 = p.chunk(2)
         return self.criterion(z0, p0, z1, p1, update=update)
 
-    def train_steps(self, batches: Iterator[np.ndarray], n_steps: int,
-                    generator: torch.Generator) -> dict[str, float]:
+    def train_steps(
+        self, batches: Iterator[np.ndarray], n_steps: int, generator: torch.Generator
+    ) -> dict[str, float]:
         """Run ``n_steps`` optimisation steps; returns mean loss, images and seconds."""
         self.model.train()
         # the losses stay on the device: reading each one would wait for its step
@@ -250,12 +266,12 @@ class ClrTrainer:
             losses.append(loss.detach().double())
             images += len(batch)
         mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
-        return {"loss": mean_loss, "images": float(images),
-                "seconds": time.perf_counter() - t0}
+        return {"loss": mean_loss, "images": float(images), "seconds": time.perf_counter() - t0}
 
     @torch.no_grad()
-    def validate(self, batches: Iterable[TargetBatch], generator: torch.Generator,
-                 n_loss_batches: int) -> tuple[float, torch.Tensor, dict[str, np.ndarray]]:
+    def validate(
+        self, batches: Iterable[TargetBatch], generator: torch.Generator, n_loss_batches: int
+    ) -> tuple[float, torch.Tensor, dict[str, np.ndarray]]:
         """Compute the validation loss on the first full batches and clean representations.
 
         Every rank must see the same number of rows (Ray's equal shard split): the loss
@@ -293,7 +309,9 @@ class ClrTrainer:
         c = self.clr
         seed = int(self.config.get("seed", 0))
         t0 = time.perf_counter()
-        gen = torch.Generator(device=self.device).manual_seed(seed + 7919 * _rank() + 104729 * epoch)
+        gen = torch.Generator(device=self.device).manual_seed(
+            seed + 7919 * _rank() + 104729 * epoch
+        )
         tr = self.train_steps(train_batches, int(c["max_batches_per_epoch"]), gen)
         val_gen = torch.Generator(device=self.device).manual_seed(seed + 7919 * _rank() + 13)
         n_loss = max(1, math.ceil(c["max_batches_per_epoch"] / VAL_LOSS_DIVISOR))
@@ -317,21 +335,51 @@ class ClrTrainer:
         metrics["epoch_seconds"] = time.perf_counter() - t0
         return metrics
 
-    def _monitor(self, ref_rep: torch.Tensor, ref_t: dict[str, np.ndarray],
-                 val_rep: torch.Tensor, val_t: dict[str, np.ndarray]) -> dict[str, float]:
+    def _monitor(
+        self,
+        ref_rep: torch.Tensor,
+        ref_t: dict[str, np.ndarray],
+        val_rep: torch.Tensor,
+        val_t: dict[str, np.ndarray],
+    ) -> dict[str, float]:
         ref_all = _gather_rows(ref_rep)
         val_all = _gather_rows(val_rep)
-        ref_tt = _gather_rows(torch.as_tensor(np.stack([ref_t[t] for t in MONITOR_TARGETS], 1)
-                                              if len(ref_rep) else np.zeros((0, 3)),
-                                              dtype=torch.float64, device=self.device)).cpu().numpy()
-        val_tt = _gather_rows(torch.as_tensor(np.stack([val_t[t] for t in MONITOR_TARGETS], 1)
-                                              if len(val_rep) else np.zeros((0, 3)),
-                                              dtype=torch.float64, device=self.device)).cpu().numpy()
+        ref_tt = (
+            _gather_rows(
+                torch.as_tensor(
+                    np.stack([ref_t[t] for t in MONITOR_TARGETS], 1)
+                    if len(ref_rep)
+                    else np.zeros((0, 3)),
+                    dtype=torch.float64,
+                    device=self.device,
+                )
+            )
+            .cpu()
+            .numpy()
+        )
+        val_tt = (
+            _gather_rows(
+                torch.as_tensor(
+                    np.stack([val_t[t] for t in MONITOR_TARGETS], 1)
+                    if len(val_rep)
+                    else np.zeros((0, 3)),
+                    dtype=torch.float64,
+                    device=self.device,
+                )
+            )
+            .cpu()
+            .numpy()
+        )
         if len(ref_all) == 0 or len(val_all) == 0:
             return {t: float("nan") for t in MONITOR_TARGETS}
-        return knn_r2(ref_all, {t: ref_tt[:, i] for i, t in enumerate(MONITOR_TARGETS)},
-                      val_all, {t: val_tt[:, i] for i, t in enumerate(MONITOR_TARGETS)},
-                      k=int(self.clr["knn_k"]), device=self.device)
+        return knn_r2(
+            ref_all,
+            {t: ref_tt[:, i] for i, t in enumerate(MONITOR_TARGETS)},
+            val_all,
+            {t: val_tt[:, i] for i, t in enumerate(MONITOR_TARGETS)},
+            k=int(self.clr["knn_k"]),
+            device=self.device,
+        )
 
     def _bank_spread(self) -> float:
         """Largest absolute difference between any rank's support set and rank 0's."""
@@ -380,9 +428,15 @@ def loop_config(
     clr = cfg.clr.model_dump(mode="json")
     if epochs is not None:
         clr["epochs"] = int(epochs)
-    return {"clr": clr, "preprocess": dict(preprocess), "in_size": int(in_size),
-            "seed": int(cfg.seed), "epochs": int(clr["epochs"]), "out": out,
-            "storage": cfg.storage}
+    return {
+        "clr": clr,
+        "preprocess": dict(preprocess),
+        "in_size": int(in_size),
+        "seed": int(cfg.seed),
+        "epochs": int(clr["epochs"]),
+        "out": out,
+        "storage": cfg.storage,
+    }
 
 
 #: Batches mixed by the training feed's shuffle window (on top of the per-pass file shuffle).
@@ -402,8 +456,9 @@ def _shard_passes(shard: Any, batch_size: int, size: int, seed: int) -> Iterator
         rng = np.random.default_rng(seed + n_pass)
         window: list[np.ndarray] = []
         n = 0
-        for b in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=True,
-                                    prefetch_batches=2):
+        for b in shard.iter_batches(
+            batch_size=batch_size, batch_format="pyarrow", drop_last=True, prefetch_batches=2
+        ):
             n += 1
             window.append(batch_images(b, size))
             if len(window) == SHUFFLE_WINDOW_BATCHES:
@@ -417,8 +472,9 @@ def _shard_passes(shard: Any, batch_size: int, size: int, seed: int) -> Iterator
         n_pass += 1
 
 
-def _mixed(window: list[np.ndarray], batch_size: int, rng: np.random.Generator
-           ) -> Iterator[np.ndarray]:
+def _mixed(
+    window: list[np.ndarray], batch_size: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
     """Yield the window's rows in a random order, as full batches."""
     rows = np.concatenate(window)
     order = rng.permutation(len(rows))
@@ -428,8 +484,10 @@ def _mixed(window: list[np.ndarray], batch_size: int, rng: np.random.Generator
 
 def _shard_with_targets(shard: Any, batch_size: int, size: int) -> Iterator[TargetBatch]:
     for b in shard.iter_batches(batch_size=batch_size, batch_format="pyarrow", drop_last=False):
-        yield batch_images(b, size), {
-            t: b[t].to_numpy(zero_copy_only=False).astype(np.float64) for t in MONITOR_TARGETS}
+        yield (
+            batch_images(b, size),
+            {t: b[t].to_numpy(zero_copy_only=False).astype(np.float64) for t in MONITOR_TARGETS},
+        )
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -461,15 +519,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     trainer.model = rtt.prepare_model(trainer.model)
     trainer.criterion.synchronize()
     c, size, seed = trainer.clr, int(config["in_size"]), int(config.get("seed", 0))
-    train_iter = _shard_passes(ray.train.get_dataset_shard("train"), c["batch_size"], size,
-                               seed + 31 * ctx.get_world_rank() + 1009 * start)
+    train_iter = _shard_passes(
+        ray.train.get_dataset_shard("train"),
+        c["batch_size"],
+        size,
+        seed + 31 * ctx.get_world_rank() + 1009 * start,
+    )
     val_shard = ray.train.get_dataset_shard("val")
     ref_shard = ray.train.get_dataset_shard("monitor")
     metrics_url = st.join(config["out"], ckpt.METRICS_FILE)
     for epoch in range(start, epochs):
         metrics = trainer.run_epoch(
-            epoch, train_iter, _shard_with_targets(val_shard, c["batch_size"], size),
-            _shard_with_targets(ref_shard, c["batch_size"], size))
+            epoch,
+            train_iter,
+            _shard_with_targets(val_shard, c["batch_size"], size),
+            _shard_with_targets(ref_shard, c["batch_size"], size),
+        )
         metrics["resumed_at_epoch"] = start
         state = trainer.state(epoch)
         with tempfile.TemporaryDirectory() as d:
@@ -477,11 +542,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if ctx.get_world_rank() == 0:
                 ckpt.save_training_state(d, state)
                 checkpoint = ray.train.Checkpoint.from_directory(d)
-            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch:04d}")
+            ray.train.report(
+                metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch:04d}"
+            )
         if ctx.get_world_rank() == 0:
             ckpt.append_metrics(metrics_url, metrics, storage)
-            log.info("NNCLR epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v
-                                                   for k, v in metrics.items()})
+            log.info(
+                "NNCLR epoch %d: %s",
+                epoch,
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
+            )
         if config.get("after_epoch") is not None:
             config["after_epoch"](epoch, ctx.get_world_rank())
 
@@ -528,8 +598,10 @@ def train_local(
 
     def with_targets(d: Mapping[str, np.ndarray]) -> Iterator[TargetBatch]:
         for s in range(0, len(d["image"]), c["batch_size"]):
-            yield d["image"][s : s + c["batch_size"]], {
-                t: np.asarray(d[t])[s : s + c["batch_size"]] for t in MONITOR_TARGETS}
+            yield (
+                d["image"][s : s + c["batch_size"]],
+                {t: np.asarray(d[t])[s : s + c["batch_size"]] for t in MONITOR_TARGETS},
+            )
 
     history = []
     for epoch in range(int(epochs if epochs is not None else config["epochs"])):

@@ -6,7 +6,6 @@ import math
 import os
 
 import numpy as np
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -29,7 +28,7 @@ def test_headline_levels_are_on_the_validation_curve():
 def test_a_curve_without_the_level_is_an_error_not_a_neighbour():
     old = {"levels": [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95],
            "coverage": [0.1] * 10}
-    with pytest.raises(KeyError, match="0.68"):
+    with pytest.raises(KeyError, match=r"0.68"):
         _coverage_at(old, 0.68)
 
 
@@ -38,7 +37,7 @@ def test_a_renamed_or_missing_figure_fails_naming_file_and_key(tmp_path):
     from ergo_ray.errors import InputError
 
     cfg = load_config("ci", [], [])
-    with pytest.raises(InputError, match="validate/tng/summary.json: missing"):
+    with pytest.raises(InputError, match=r"validate/tng/summary.json: missing"):
         summarize(str(tmp_path), cfg)
     for name in ("tng", "hsc", "eagle"):
         (tmp_path / "validate" / name).mkdir(parents=True)

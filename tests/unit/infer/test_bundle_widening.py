@@ -10,11 +10,11 @@ import pytest
 
 import ergo_ray
 from ergo_ray.errors import InputError
-from ergo_ray.shared import bundle_format as bd
 from ergo_ray.infer.predictors import PosteriorPredictor
 from ergo_ray.models.cinn import object_seeds
 from ergo_ray.models.observables import observable_values, source_columns
 from ergo_ray.models.widening import OodWidening
+from ergo_ray.shared import bundle_format as bd
 
 from .test_bundle import _images, _write
 
