@@ -82,6 +82,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         fits=args.format == "fits", merge=args.merge,
         mixed_precision=inf.mixed_precision, log_every_s=inf.log_every_s,
         readers=(args.readers if args.readers is not None else inf.readers) or None,
+        wait_for_actors_s=inf.wait_for_actors_s,
     )
     opts.check()
     if storage.locate(opts.out).url == storage.locate(opts.input).url:

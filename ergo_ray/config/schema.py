@@ -208,6 +208,8 @@ class InferConfig(_Section):
     cpus_per_actor: float = Field(1.0, gt=0)
     #: Reader tasks running at once (one input unit each); 0: as many as free CPUs allow.
     readers: int = Field(0, ge=0)
+    #: Seconds the actor pool waits for its minimum actors before work starts.
+    wait_for_actors_s: int = Field(600, ge=1)
     mixed_precision: bool = True
     kde_grid: int = Field(512, ge=16)
     log_every_s: float = Field(30.0, gt=0)

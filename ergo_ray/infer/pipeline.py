@@ -132,6 +132,10 @@ class CatalogOptions:
         Reader tasks running at once (each reads one unit); None: as many as the cluster's
         free CPUs allow. Bounds the rows being read, with Ray Data's per-operator
         object-store budget bounding the rows queued between readers and actors.
+    wait_for_actors_s : int
+        Seconds the pool waits for its ``actors_min`` actors before the first block goes
+        out (so that they share the work from the start, not the first one to load its
+        model); a cluster that cannot place them in that time fails the job, naming it.
     """
 
     model: str
@@ -150,6 +154,7 @@ class CatalogOptions:
     mixed_precision: bool = True
     log_every_s: float = 30.0
     readers: int | None = None
+    wait_for_actors_s: int = 600
 
     def check(self) -> None:
         """Validate the options (before any Ray work).
@@ -318,6 +323,7 @@ def build_dataset(units: Sequence[WorkUnit], opts: CatalogOptions,
 
     items = [{"unit": json.dumps(asdict(u), default=str)} for u in units]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+    ds.context.wait_for_min_actors_s = int(opts.wait_for_actors_s)
     ds = ds.map_batches(
         read_units, batch_size=1, batch_format="numpy",
         fn_kwargs={"storage_cfg": storage_cfg, "image_size": image_size,

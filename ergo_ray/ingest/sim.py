@@ -260,8 +260,8 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         for counts in ray.get(ready):
-            for key in totals:
-                totals[key] += counts[key]
+            for key, value in counts.items():  # a chunk's rows, errors and cuts
+                totals[key] += value
         done += 1
         if done % 20 == 0 or not pending:
             log.info("ingest-sim: %d/%d chunks, %d galaxies-projections, %d errors", done,

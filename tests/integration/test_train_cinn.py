@@ -245,5 +245,5 @@ def test_train_cinn_bad_inputs(ray_session, inputs, tmp_path, capsys):
                 str(tmp_path / "e"),
             ]
         )
-        == 1
+        == 2  # a missing --model is the user's mistake naming the input
     )
