@@ -362,8 +362,8 @@ class UnitCollector:
 
     The per-row work is vectorised (Arrow and numpy, no Python loop over rows), and the
     Parquet encoding and writing of parts run on a thread pool, so the driver keeps up
-    with many actors; :func:`bench_catalog.collector_rate <bench.bench_catalog>` measures
-    its rows per second. Only the rows of incomplete units are held.
+    with many actors (``collector_rate`` in ``bench/bench_catalog_scale.py`` measures its
+    rows per second). Only the rows of incomplete units are held.
 
     Parameters
     ----------
