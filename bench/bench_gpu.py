@@ -69,7 +69,8 @@ def catalogue_rows(quick: bool, cuda: bool, name: str) -> list[dict]:
             opts = CatalogOptions(
                 model=str(tmp / "paper"), input=str(tmp / "tp"), out=str(tmp / "out"),
                 n_samples=400, seed=1, batch_size=batch, gpus_per_actor=1.0 if cuda else 0.0,
-                cpus_per_actor=max(1.0, cores - 2.0) if cuda else float(cores),
+                # the rest of the cores for the reader tasks
+                cpus_per_actor=max(1.0, cores - 2.0) if cuda else max(1.0, cores - 1.0),
                 log_every_s=60,
             )
             t0 = time.perf_counter()

@@ -537,13 +537,28 @@ def _bundle_info(model: str, storage_cfg: StorageConfig | None
     return model_id, size, {k: pre[k] for k in PREPARE_KEYS if k in pre}
 
 
-def _check_gpus(opts: CatalogOptions) -> None:
+def _check_resources(opts: CatalogOptions) -> None:
+    """Refuse a pool that a fixed-size (local) Ray instance cannot run beside one reader.
+
+    The readers are CPU tasks of their own: model actors that take every CPU would leave
+    none for them and the job would wait forever. An autoscaling cluster (``RAY_ADDRESS``)
+    adds nodes for pending demands, so it is not checked.
+    """
     import ray
 
-    local = not os.environ.get("RAY_ADDRESS")
-    if local and 0 < opts.gpus_per_actor > ray.cluster_resources().get("GPU", 0):
+    if os.environ.get("RAY_ADDRESS"):
+        return
+    res = ray.cluster_resources()
+    if 0 < opts.gpus_per_actor > res.get("GPU", 0):
         msg = (f"--gpus-per-actor {opts.gpus_per_actor:g} but this Ray instance has no "
                "GPU; use --gpus-per-actor 0 on a CPU machine")
+        raise ConfigError(msg)
+    cpus = float(res.get("CPU", 0))
+    need = opts.actors_min * opts.cpus_per_actor + READER_CPUS
+    if need > cpus:
+        msg = (f"--actors {opts.actors_min}:{opts.actors_max} with --cpus-per-actor "
+               f"{opts.cpus_per_actor:g} and a {READER_CPUS:g}-CPU reader need {need:g} CPUs; "
+               f"this Ray instance has {cpus:g} (cluster.local_num_cpus)")
         raise ConfigError(msg)
 
 
@@ -607,7 +622,7 @@ def run_catalog(opts: CatalogOptions, storage_cfg: StorageConfig | None = None,
     if pending:
         if start_ray is not None:
             start_ray()
-        _check_gpus(opts)
+        _check_resources(opts)
         log.info("catalog: %d units (%s input) -> %s; %d..%d actors, %g GPU/actor, "
                  "batch %d, %d samples", len(pending), kind, storage.redact(opts.out),
                  opts.actors_min, opts.actors_max, opts.gpus_per_actor,

@@ -545,6 +545,10 @@ def test_rerun_with_other_seed_is_refused(ray_session, bundle, tmp_path, ci_cfg)
     assert main([*base, "--seed", "99"]) == 2
     assert main([*base[:-2], "--samples", "1"]) == 2
     assert main([*base, "--actors", "3:1"]) == 2
+    # actors that would take every CPU of the local instance leave none for the readers
+    fresh = [a if a != str(tmp_path / "cat") else str(tmp_path / "cat2") for a in base]
+    assert main([*fresh, "--actors", "4:4", "--cpus-per-actor", "1"]) == 2
+    assert not (tmp_path / "cat2" / "_SUCCESS").exists()
 
 
 def test_fits_export_is_a_binary_table(ray_session, bundle, tmp_path, ci_cfg):
