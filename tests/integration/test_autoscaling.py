@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from tests.integration.test_catalog import write_prepared_shards, write_random_bundle
-from tests.integration.test_cluster import LocalCluster, _cluster_env, _free_port
+from tests.integration.test_cluster import REPO, LocalCluster, _cluster_env, _free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -106,6 +106,10 @@ def _start_fake_cluster() -> LocalCluster:
     env.update(
         # The jobs' ``python`` is this interpreter, activated or not.
         PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        # The fake nodes share one temp dir: a job's working_dir package, unpacked by each
+        # node's agent into the same path, can vanish under another node's actor. The
+        # package comes from this checkout instead, and jobs go without a working_dir.
+        PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])]),
         RAY_FAKE_CLUSTER="1",
         RAY_enable_autoscaler_v2="1",
         RAY_CLOUD_INSTANCE_ID=HEAD_ID,
@@ -177,7 +181,7 @@ def test_catalog_autoscales_gpu_nodes_and_they_go_when_idle(fake_cluster, tmp_pa
         "--actors", "2:2", "--gpus-per-actor", "1", "--cpus-per-actor", "1",
         "--batch-size", "16", "--samples", "16", "--preset", "ci",
         # The pool starts once both actors are up (the GPU nodes come one launch apart).
-        env_vars={"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"})
+        env_vars={"RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S": "300"}, working_dir=False)
     job_s = time.monotonic() - t0
 
     # The autoscaler launched GPU nodes for the pending actors.

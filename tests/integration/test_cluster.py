@@ -159,11 +159,15 @@ class LocalCluster:
         return self.state("nodes", state="ALIVE")
 
     def submit(self, script: str, *args: str, env_vars: dict[str, str] | None = None,
-               timeout: float = 420) -> str:
-        """``ray job submit`` a script, the repository as working dir; its id."""
+               timeout: float = 420, working_dir: bool = True) -> str:
+        """``ray job submit`` a script, the repository as working dir (or, without one, the
+        script by its path and the package from the nodes' ``PYTHONPATH``); its id."""
         sid = f"{Path(script).stem}-{uuid.uuid4().hex[:8]}"
-        cmd = ["job", "submit", "--address", self.dashboard_url,
-               "--working-dir", str(REPO), "--submission-id", sid]
+        cmd = ["job", "submit", "--address", self.dashboard_url, "--submission-id", sid]
+        if working_dir:
+            cmd += ["--working-dir", str(REPO)]
+        else:
+            script = str(REPO / script)
         if env_vars:
             cmd += ["--runtime-env-json", json.dumps({"env_vars": env_vars})]
         cmd += ["--", "python", script, *args]
