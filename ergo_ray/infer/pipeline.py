@@ -397,9 +397,6 @@ class UnitCollector:
         self.actor_nodes: dict[str, str] = {}
         self.first_error: str | None = None
         self.duplicate_rows = 0
-        #: Most rows held at once for incomplete units (a bound on the driver's memory).
-        self.peak_buffered_rows = 0
-        self._buffered_rows = 0
 
     def add(self, batch: pa.Table) -> None:
         """Take one batch of model outputs (any units, any order, possibly repeated rows)."""
@@ -433,8 +430,6 @@ class UnitCollector:
         if keep.any():
             new = part if keep.all() else part.filter(pa.array(keep))
             self._buffers.setdefault(key, []).append(new)
-            self._buffered_rows += new.num_rows
-            self.peak_buffered_rows = max(self.peak_buffered_rows, self._buffered_rows)
             self._count(new)
         if seen.all():
             self._complete(key)
@@ -458,8 +453,6 @@ class UnitCollector:
         tables = self._buffers.pop(key, [])
         self._seen.pop(key, None)
         unit = self.manifest.by_key[key]
-        rows = sum(t.num_rows for t in tables)
-        self._buffered_rows -= rows
         fut = self._pool.submit(self._write, unit, tables, self.progress.rows)
         self._futures.add(fut)
         if len(self._futures) > 4 * WRITE_THREADS:
