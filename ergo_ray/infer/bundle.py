@@ -1,14 +1,14 @@
 """The model bundle's Python API: :class:`ModelBundle` and :func:`load_bundle`.
 
 The bundle's files, their format and their verification are in
-:mod:`ergo_ray.shared.bundle_format`; everything here reads a verified bundle.
+:mod:`ergo_ray.shared.bundle_format`; everything here reads a verified bundle. Images reach
+the encoder through :mod:`ergo_ray.infer.images`, the sbi-style posterior is
+:mod:`ergo_ray.infer.posterior`, the default device :mod:`ergo_ray.infer.device`.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ import torch
 import yaml
 
 from ergo_ray.errors import BadObjectError, CheckpointError, InputError
+from ergo_ray.infer.device import default_device
+from ergo_ray.infer.images import as_prepared, encode, prepare_cutouts
 from ergo_ray.infer.posterior import Posterior, from_images, from_representations
 from ergo_ray.io import storage as st
 from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
@@ -32,10 +34,7 @@ from ergo_ray.types import CINN_OBSERVABLES
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig, StorageConfig
 
-log = logging.getLogger("ergo_ray")
-
-__all__ = ["ModelBundle", "default_device", "load_bundle"]
-
+__all__ = ["ModelBundle", "load_bundle"]
 
 
 # ------------------------------------------------------------------------ the bundle
@@ -109,25 +108,15 @@ class ModelBundle:
         except Exception as err:
             msg = f"{st.redact(url)}: bundle metadata is invalid: {err}"
             raise CheckpointError(msg) from err
-        encoder, self.encoder_meta = encoder_from_bytes(
-            files["encoder.pt"], "encoder.pt"
-        )
+        encoder, self.encoder_meta = encoder_from_bytes(files["encoder.pt"], "encoder.pt")
         self.encoder = encoder.to(device)
-        self.cinn = (
-            ConditionalINN.from_payload(load_torch(files["cinn.pt"], "cinn.pt"))
-            .to(device)
-            .eval()
-        )
+        self.cinn = ConditionalINN.from_payload(
+            load_torch(files["cinn.pt"], "cinn.pt")).to(device).eval()
         self.baseline: ConditionalINN | None = None
         self.baseline_scaler: Standardizer | None = None
         if "baseline.pt" in files and base_scaler:
-            self.baseline = (
-                ConditionalINN.from_payload(
-                    load_torch(files["baseline.pt"], "baseline.pt")
-                )
-                .to(device)
-                .eval()
-            )
+            self.baseline = ConditionalINN.from_payload(
+                load_torch(files["baseline.pt"], "baseline.pt")).to(device).eval()
             self.baseline_scaler = Standardizer.from_dict(base_scaler)
         self.batch_size = int(self.config.infer.batch_size)
         self.kde_grid = int(self.config.infer.kde_grid)
@@ -154,53 +143,11 @@ class ModelBundle:
         BadObjectError
             Naming the index of the first cutout that cannot be prepared.
         """
-        from ergo_ray.io.cutout import Cutout
-        from ergo_ray.preprocess import prepare_image
-
-        kw = {
-            k: self.preprocess[k]
-            for k in (
-                "crop_factor",
-                "stretch",
-                "central_box_px",
-                "detect_nsigma",
-                "min_area_px",
-            )
-            if k in self.preprocess
-        }
-        out = np.empty((len(images), 3, self.input_size, self.input_size), np.uint8)
-        for i, img in enumerate(images):
-            try:
-                out[i], _ = prepare_image(
-                    Cutout(np.asarray(img, np.float32), source=f"image {i}"),
-                    size=self.input_size,
-                    **kw,
-                )
-            except BadObjectError as err:
-                msg = f"image {i}: cannot be prepared: {err}"
-                raise BadObjectError(msg, object_id=str(i), reason=err.reason) from err
-        return out
-
-    def _as_prepared(self, images: np.ndarray) -> np.ndarray:
-        arr = np.asarray(images)
-        if arr.ndim != 4 or arr.shape[1] != 3:
-            msg = f"images must be (N, 3, H, W), got shape {arr.shape}"
-            raise InputError(msg)
-        if arr.dtype == np.uint8:
-            if arr.shape[2:] != (self.input_size, self.input_size):
-                msg = (
-                    f"prepared uint8 images must be (N, 3, {self.input_size}, "
-                    f"{self.input_size}) for this bundle, got {arr.shape}"
-                )
-                raise InputError(msg)
-            return arr
-        if arr.dtype.kind != "f":
-            msg = f"images must be uint8 (prepared) or float (raw cutouts), got {arr.dtype}"
-            raise InputError(msg)
-        return self.prepare(arr)
+        return prepare_cutouts(images, self.input_size, self.preprocess)
 
     def represent(
-        self, images: np.ndarray, batch_size: int | None = None
+        self, images: np.ndarray, batch_size: int | None = None,
+        mixed_precision: bool | None = None,
     ) -> np.ndarray:
         """Representations of images.
 
@@ -212,27 +159,19 @@ class ModelBundle:
             (channels i, r, g) at the bundle's input size.
         batch_size : int, optional
             Images per forward pass (default ``config.infer.batch_size``).
+        mixed_precision : bool, optional
+            Autocast the encoder to float16 on CUDA (default
+            ``config.infer.mixed_precision``).
 
         Returns
         -------
         numpy.ndarray
             float32 (N, rep_dim).
         """
-        prepared = self._as_prepared(images)
-        bs = int(batch_size or self.batch_size)
-        out = np.empty((len(prepared), self.rep_dim), np.float32)
-        amp = self.mixed_precision and self.device.type == "cuda"
-        with torch.inference_mode():
-            for start in range(0, len(prepared), bs):
-                batch = np.require(
-                    prepared[start : start + bs], requirements=["C", "W"]
-                )
-                x = torch.from_numpy(batch)
-                x = x.to(self.device, non_blocking=True).float().div_(255.0)
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=amp):
-                    r = self.encoder(x)
-                out[start : start + bs] = r.float().cpu().numpy()
-        return out
+        prepared = as_prepared(images, self.input_size, self.preprocess)
+        amp = self.mixed_precision if mixed_precision is None else bool(mixed_precision)
+        return encode(self.encoder, prepared, self.rep_dim, self.device,
+                      int(batch_size or self.batch_size), amp)
 
     # ---------------------------------------------------------------- posterior
     def _reps(self, images_or_reps: np.ndarray) -> np.ndarray:
@@ -319,7 +258,7 @@ class ModelBundle:
             raise BadObjectError(
                 msg, object_id=str(i), reason="nonfinite_condition"
             )
-        out = self.draw_samples(net, cond, n_samples, seeds)
+        out = self.draw_samples(net, cond, n_samples, seeds).cpu().numpy()
         bad_rows = ~np.isfinite(out).all(axis=(1, 2))
         if bad_rows.any():
             i = int(np.flatnonzero(bad_rows)[0])
@@ -328,9 +267,13 @@ class ModelBundle:
         return out
 
     def draw_samples(
-        self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray
-    ) -> np.ndarray:
+        self, net: ConditionalINN, cond: np.ndarray, n_samples: int, seeds: np.ndarray,
+        ood: np.ndarray | None = None,
+    ) -> torch.Tensor:
         """Physical posterior samples of finite conditions, unchecked (non-finite stays so).
+
+        The one sampling path of the package: :meth:`sample_posterior` and
+        :class:`~ergo_ray.infer.posterior.Posterior` (with it the catalogue) draw here.
 
         Parameters
         ----------
@@ -342,28 +285,30 @@ class ModelBundle:
             Samples per object.
         seeds : numpy.ndarray
             int64 (N,) per-object seeds.
+        ood : numpy.ndarray, optional
+            (N,) OOD scores for the widening of :attr:`cinn` samples (default: scored from
+            the conditions' representations).
 
         Returns
         -------
-        numpy.ndarray
-            float32 (N, n_samples, 3).
+        torch.Tensor
+            float32 (N, n_samples, 3) on :attr:`device`.
         """
         n = len(cond)
-        out = np.empty((n, n_samples, 3), np.float32)
+        out = torch.empty((n, n_samples, 3), dtype=torch.float32, device=self.device)
         per = max(1, (1 << 18) // max(1, n_samples))
+        pin = self.device.type == "cuda"
         with torch.inference_mode():
             for start in range(0, n, per):
                 sl = slice(start, start + per)
-                z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3)).to(
-                    self.device
-                )
+                z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3))
+                z = (z.pin_memory() if pin else z).to(self.device, non_blocking=True)
                 c = torch.from_numpy(np.require(cond[sl], np.float32, ["C", "W"])).to(
                     self.device
                 )
-                x = self.transform.inverse(net.sample(c, z))
-                out[sl] = x.float().cpu().numpy()
+                out[sl] = self.transform.inverse(net.sample(c, z)).float()
         if net is self.cinn:
-            out = self.widen(out, cond[:, : self.rep_dim])
+            out = self.widen(out, cond[:, : self.rep_dim], ood=ood)
         return out
 
     # ---------------------------------------------------------------- sbi-style posterior
@@ -512,42 +457,6 @@ class ModelBundle:
         return self.ood.score(
             self._reps(reps) if np.asarray(reps).ndim == 4 else reps, device=self.device
         )
-
-
-def _ray_assigned_gpus() -> float:
-    """GPUs Ray reserved for this task or actor (0 outside Ray or in a driver)."""
-    ray = sys.modules.get("ray")  # never import Ray just to ask
-    if ray is None or not ray.is_initialized():
-        return 0.0
-    ctx = ray.get_runtime_context()
-    if ctx.worker.mode != ray.WORKER_MODE:  # a driver holds no resources
-        return 0.0
-    return float(ctx.get_assigned_resources().get("GPU", 0.0))
-
-
-def default_device() -> torch.device:
-    """Return CUDA when torch sees a CUDA device, else the CPU.
-
-    A Ray task or actor that holds a ``GPU`` resource but whose torch sees no CUDA
-    device (a CPU-only torch build, a missing driver, or a logical ``GPU`` resource
-    with no device behind it, as on a test cluster) runs on the CPU, with a warning.
-
-    Returns
-    -------
-    torch.device
-        ``cuda`` or ``cpu``.
-    """
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    gpus = _ray_assigned_gpus()
-    if gpus > 0:
-        log.warning(
-            "Ray assigned %g GPU to this process but torch %s sees no CUDA device "
-            "(torch.cuda.is_available() is False); the model runs on the CPU",
-            gpus,
-            torch.__version__,
-        )
-    return torch.device("cpu")
 
 
 def load_bundle(

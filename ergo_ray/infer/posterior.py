@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ergo_ray.errors import BadObjectError, InputError
+from ergo_ray.io.schemas import posterior_summary_columns
 from ergo_ray.models.cinn import object_seeds
 from ergo_ray.types import TARGETS
 
@@ -35,6 +36,10 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class Posterior:
     """p(θ | x) of N galaxies (make one with a :class:`~ergo_ray.infer.bundle.ModelBundle`).
 
+    The one path from conditions to samples and summaries: the catalogue's model actor
+    (:class:`~ergo_ray.infer.predictors.PosteriorPredictor`) computes its rows with
+    :meth:`summaries` and :meth:`ood_score`.
+
     Parameters
     ----------
     bundle : ModelBundle
@@ -44,36 +49,90 @@ class Posterior:
     object_ids : sequence of str
         (N,) IDs; they name the galaxies in :attr:`errors` and seed their samples.
     errors : dict of str to str, optional
-        Galaxies already known to be bad (for example: could not be prepared).
+        Galaxies already known to be bad (for example: could not be prepared), as
+        ``object_id`` → ``"<reason>: <message>"``.
+    ood : numpy.ndarray, optional
+        (N,) OOD scores of the representations, when already computed (default: scored
+        by the bundle on first use).
+    observed_in : str
+        Where the observables came from, for the message of a galaxy that lacks one.
 
     Attributes
     ----------
     object_ids : list of str
         The galaxies, in row order.
-    errors : dict of str to str
-        ``object_id`` → reason, for every galaxy whose rows are NaN.
     """
 
     def __init__(self, bundle: ModelBundle, cond: np.ndarray, object_ids: Sequence[str],
-                 errors: dict[str, str] | None = None) -> None:
+                 errors: Mapping[str, str] | None = None, *, ood: np.ndarray | None = None,
+                 observed_in: str = "the observables") -> None:
         self.bundle = bundle
         self.cond = np.asarray(cond, np.float32)
         self.object_ids = [str(o) for o in object_ids]
         if len(self.object_ids) != len(self.cond):
             msg = f"{len(self.object_ids)} object_ids for {len(self.cond)} galaxies"
             raise InputError(msg)
-        self.errors = dict(errors or {})
+        self._ood = None if ood is None else np.asarray(ood, np.float64)
+        known = dict(errors or {})
+        self._failures: list[tuple[str, str] | None] = [
+            _reason_and_message(known[o]) if o in known else None for o in self.object_ids]
         for i in np.flatnonzero(~np.isfinite(self.cond).all(axis=1)):
-            self.errors.setdefault(self.object_ids[i], "nonfinite_condition: the "
-                                   "representation or an observable is not finite")
+            if self._failures[i] is None:
+                self._failures[i] = ("nonfinite_condition", self._condition_fault(i, observed_in))
+
+    def _condition_fault(self, i: int, observed_in: str) -> str:
+        """Why galaxy ``i``'s condition is not finite: its representation or an observable."""
+        b = self.bundle
+        if not np.isfinite(self.cond[i, : b.rep_dim]).all():
+            return "model failed: non-finite representation"
+        lacking = [c for c, v in zip(b.observables, self.cond[i, b.rep_dim :], strict=True)
+                   if not np.isfinite(v)]
+        return (f"no {', '.join(lacking)} in {observed_in} (the model is conditioned on "
+                f"{', '.join(b.observables)})")
+
+    @property
+    def failures(self) -> list[tuple[str, str] | None]:
+        """Per galaxy, in row order: ``(reason, message)`` of its error, or None."""
+        return list(self._failures)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """``object_id`` → ``"<reason>: <message>"``, for every galaxy whose rows are NaN."""
+        return {o: f"{f[0]}: {f[1]}" for o, f in zip(self.object_ids, self._failures,
+                                                      strict=True) if f is not None}
 
     @property
     def ok(self) -> np.ndarray:
         """(N,) bool: the galaxies with a usable condition and no recorded error."""
-        return np.array([o not in self.errors for o in self.object_ids], dtype=bool)
+        return np.array([f is None for f in self._failures], dtype=bool)
 
     def __len__(self) -> int:
         return len(self.object_ids)
+
+    def ood_score(self) -> np.ndarray:
+        """Return float64 (N,) OOD scores of the representations (> 1: out of domain)."""
+        if self._ood is None:
+            self._ood = np.asarray(
+                self.bundle.ood_score(self.cond[:, : self.bundle.rep_dim]), np.float64)
+        return self._ood
+
+    def _draw(self, n: int | None, seed: int) -> torch.Tensor:
+        """(N, n, 3) samples on the bundle's device; NaN rows for the bad galaxies."""
+        b = self.bundle
+        n = int(n or b.config.infer.n_samples)
+        out = torch.full((len(self), n, 3), float("nan"), device=b.device)
+        ok = self.ok
+        if ok.any():
+            seeds = object_seeds(self.object_ids, seed)[ok]
+            ood = None if b.widening is None else self.ood_score()[ok]
+            rows = torch.from_numpy(ok).to(b.device)
+            out[rows] = b.draw_samples(b.cinn, self.cond[ok], n, seeds, ood=ood)
+        finite = torch.isfinite(out).all(dim=2).all(dim=1).cpu().numpy()
+        for i in np.flatnonzero(ok & ~finite):
+            self._failures[i] = ("nonfinite_posterior",
+                                 "model failed: non-finite posterior samples")
+            out[i] = float("nan")
+        return out
 
     def sample(self, n: int | None = None, seed: int = 0) -> np.ndarray:
         """Draw posterior samples.
@@ -91,17 +150,31 @@ class Posterior:
             float32 (N, n, 3) physical samples; NaN rows for the galaxies in :attr:`errors`
             (a galaxy whose samples are not finite joins it).
         """
-        b = self.bundle
-        n = int(n or b.config.infer.n_samples)
-        out = np.full((len(self), n, 3), np.nan, np.float32)
+        return self._draw(n, seed).cpu().numpy()
+
+    def summaries(self, n: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Return the catalogue's posterior summaries of :meth:`sample`'s samples.
+
+        Parameters
+        ----------
+        n : int, optional
+            Samples per galaxy (default ``config.infer.n_samples``).
+        seed : int
+            Run seed of the samples.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            :func:`~ergo_ray.io.schemas.posterior_summary_columns` → float64 (N,); NaN for
+            the galaxies in :attr:`errors`.
+        """
+        samples = self._draw(n, seed)
+        out = {c: np.full(len(self), np.nan) for c in posterior_summary_columns()}
         ok = self.ok
         if ok.any():
-            seeds = object_seeds(self.object_ids, seed)[ok]
-            out[ok] = b.draw_samples(b.cinn, self.cond[ok], n, seeds)
-        for i in np.flatnonzero(ok & ~np.isfinite(out).all(axis=(1, 2))):
-            self.errors[self.object_ids[i]] = (
-                "nonfinite_posterior: the cINN produced non-finite samples")
-            out[i] = np.nan
+            rows = torch.from_numpy(ok).to(samples.device)
+            for c, v in self.bundle.summarize(samples[rows]).items():
+                out[c][ok] = np.asarray(v, np.float64)
         return out
 
     def log_prob(self, theta: np.ndarray) -> np.ndarray:
@@ -157,14 +230,13 @@ class Posterior:
             float64 (N, 3): the catalogue's ``{T}_map`` columns; NaN rows for the galaxies
             in :attr:`errors`.
         """
-        samples = self.sample(n, seed)
-        out = np.full((len(self), 3), np.nan)
-        ok = self.ok
-        if ok.any():
-            summary = self.bundle.summarize(samples[ok])
-            out[ok] = np.stack([np.asarray(summary[f"{t}_map"], np.float64) for t in TARGETS],
-                               axis=1)
-        return out
+        summary = self.summaries(n, seed)
+        return np.stack([summary[f"{t}_map"] for t in TARGETS], axis=1)
+
+
+def _reason_and_message(error: str) -> tuple[str, str]:
+    reason, _, message = error.partition(": ")
+    return reason, message
 
 
 def default_ids(n: int, object_ids: Sequence[str] | None) -> list[str]:

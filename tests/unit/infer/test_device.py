@@ -11,7 +11,7 @@ import logging
 import pytest
 import torch
 
-from ergo_ray.infer.bundle import default_device
+from ergo_ray.infer.device import default_device
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
