@@ -70,8 +70,9 @@ from ergo_ray.infer.manifest import (
     WorkUnit,
     part_metadata,
 )
-from ergo_ray.infer.predictors import PosteriorPredictor, read_units
+from ergo_ray.infer.predictors import PosteriorPredictor
 from ergo_ray.infer.progress import ProgressLog, summary_line
+from ergo_ray.infer.readers import read_units
 from ergo_ray.io import storage
 from ergo_ray.io.schemas import META_CONFIG, META_KIND, META_MODEL_ID, posterior_schema
 

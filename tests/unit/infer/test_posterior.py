@@ -101,3 +101,40 @@ def test_entry_points_check_their_input(model):
     post = model.posterior_from_representations(np.zeros((2, 256), np.float32))
     with pytest.raises(InputError, match="theta must be"):
         post.log_prob(np.zeros((3, 3)))
+
+
+def test_the_catalogue_actor_computes_its_rows_through_the_posterior(tmp_path):
+    from ergo_ray.infer.predictors import PosteriorPredictor
+    from ergo_ray.infer.readers import _rows_table
+    from ergo_ray.io.schemas import posterior_summary_columns
+
+    url = str(tmp_path / "model")
+    _write(url, tmp_path, baseline=False, observables=("redshift", "i_mag"))
+    imgs, ids = _images(5, 12), [f"o{i}" for i in range(5)]
+    z, mag = np.array([0.1, 0.2, np.nan, 0.35, 0.15]), np.array([17.0, 18, 19, 16.5, 18.2])
+    batch = _rows_table([(o, None, "hsc") for o in ids], imgs,
+                        [None, None, None, "o3: unreadable", None], "unit-0", SIZE,
+                        observed={"redshift": z, "i_mag": mag})
+    pred = PosteriorPredictor(url, None, n_samples=40, seed=6)
+    rows = pred(batch).to_pandas().set_index("object_id")
+    # the galaxy without a redshift is an error row naming it; the reader's error passes
+    assert rows.loc["o2", "error"] == ("o2: no redshift in the input catalogue (the model "
+                                       "is conditioned on redshift, i_mag)")
+    assert rows.loc["o3", "error"] == "o3: unreadable"
+    assert list(rows["status"]) == ["ok", "ok", "error", "error", "ok"]
+    good = [0, 1, 4]
+    post = pred.bundle.posterior_from_images(
+        imgs[good], observables={"redshift": z[good], "i_mag": mag[good]},
+        object_ids=[ids[i] for i in good])
+    want = post.summaries(40, seed=6)
+    for col in posterior_summary_columns():
+        np.testing.assert_allclose(rows.loc[[ids[i] for i in good], col], want[col],
+                                   rtol=1e-5, atol=1e-6, err_msg=col)
+        assert rows.loc[["o2", "o3"], col].isna().all()
+    np.testing.assert_allclose(rows.loc[[ids[i] for i in good], "ood_score"],
+                               post.ood_score(), rtol=1e-6)
+    # the API names the same galaxy, with the reason code in front
+    alone = pred.bundle.posterior_from_images(imgs, observables={"redshift": z, "i_mag": mag},
+                                              object_ids=ids)
+    assert alone.errors == {"o2": "nonfinite_condition: no redshift in the observables (the "
+                                  "model is conditioned on redshift, i_mag)"}
