@@ -13,7 +13,7 @@ for quoting), each beside its peer measured in the same run:
    PyTorch on the same device, same batch, data in memory (``bench_nnclr``'s
    measurement with the ``paper`` preset on a GPU).
 3. **cINN** training samples/s (the ``paper`` architecture on 256-d conditions, the
-   training loop :func:`ergo_ray.train.cinn_loop.fit_cinn` on the device).
+   training loop :func:`ergo_ray.train.cinn_fit.fit_cinn` on the device).
 
 Sizes are chosen so that the whole script finishes within 10 minutes on one GPU;
 ``--quick`` shrinks everything to a smoke run of a minute or two on a CPU.
@@ -108,7 +108,7 @@ def cinn_rows(quick: bool, dev: torch.device, name: str) -> list[dict]:
     """cINN training samples/s with the ``paper`` architecture."""
     from ergo_ray.config.loader import load_config
     from ergo_ray.models.cinn import CinnArch
-    from ergo_ray.train.cinn_loop import fit_cinn, loop_config
+    from ergo_ray.train.cinn_fit import fit_cinn, loop_config
 
     cfg = load_config("paper")
     n = 1024 if quick else (262_144 if dev.type == "cuda" else 16_384)

@@ -47,7 +47,8 @@ from ergo_ray.shared.embedding import (
 )
 from ergo_ray.shared.ood_score import OodReference, build_reference
 from ergo_ray.train.cinn_calibration import latent_normality, posterior_metrics
-from ergo_ray.train.cinn_loop import TrainJob, loop_config, run_training
+from ergo_ray.train.cinn_fit import loop_config
+from ergo_ray.train.cinn_loop import TrainJob, run_training
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig

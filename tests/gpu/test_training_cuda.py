@@ -98,7 +98,7 @@ def test_nnclr_trainer_on_cuda_uses_amp_and_resumes(toy, clr_config, tmp_path):
 def test_cinn_fit_on_cuda_follows_the_cpu_fit():
     from ergo_ray.config.loader import load_config
     from ergo_ray.models.cinn import CinnArch
-    from ergo_ray.train.cinn_loop import fit_cinn, loop_config
+    from ergo_ray.train.cinn_fit import fit_cinn, loop_config
 
     cfg = load_config("ci", overrides=["cinn.epochs=2", "cinn.batch_size=64"])
     g = torch.Generator().manual_seed(0)

@@ -21,7 +21,7 @@ from ergo_ray.shared import bundle_format as bd
 from ergo_ray.shared.bundle_format import bundle_files
 from ergo_ray.shared.ood_score import build_reference
 from ergo_ray.train.checkpoint import export_encoder, load_encoder
-from ergo_ray.train.cinn_loop import fit_cinn, loop_config
+from ergo_ray.train.cinn_fit import fit_cinn, loop_config
 
 SIZE = 24
 

@@ -14,7 +14,7 @@ from ergo_ray.models.cinn import (
     latent_noise,
     object_seeds,
 )
-from ergo_ray.train.cinn_loop import fit_cinn
+from ergo_ray.train.cinn_fit import fit_cinn
 
 ARCH = CinnArch(
     cond_in=8,
