@@ -1,6 +1,6 @@
 """Benchmark: NNCLR training throughput on Ray Train against plain PyTorch, and k-NN R².
 
-1. Throughput. The same training steps (:meth:`ergo_ray.train.clr_loop.ClrTrainer.train_steps`,
+1. Throughput. The same training steps (:meth:`ergo_ray.train.clr_trainer.ClrTrainer.train_steps`,
    two augmented views, forward, NNCLR loss, backward, Adam) run
    (a) inside one Ray Train worker, fed by its Ray Data shard of the prepared Parquet shards
    (``ergo-ray train-nnclr`` with ``--workers 1``), and
@@ -35,7 +35,8 @@ from ergo_ray.io import storage as st
 from ergo_ray.mock.toy import write_toy_prepared_shards
 from ergo_ray.runtime import ensure_ray, set_env_defaults
 from ergo_ray.train.checkpoint import read_metrics
-from ergo_ray.train.clr_loop import ClrTrainer, loop_config
+from ergo_ray.train.clr_loop import loop_config
+from ergo_ray.train.clr_trainer import ClrTrainer
 from ergo_ray.train.data import iterate_batches, read_split
 from ergo_ray.train.nnclr_stage import check_inputs, fit_nnclr, resolve_preprocess
 

@@ -45,7 +45,8 @@ def clr_config():
 
 def test_nnclr_trainer_on_cuda_uses_amp_and_resumes(toy, clr_config, tmp_path):
     from ergo_ray.train import checkpoint as ckpt
-    from ergo_ray.train.clr_loop import ClrTrainer, train_local
+    from ergo_ray.train.clr_loop import train_local
+    from ergo_ray.train.clr_trainer import ClrTrainer
 
     cpu = ClrTrainer(clr_config, torch.device("cpu"))
     gpu = ClrTrainer(clr_config, CUDA)

@@ -12,12 +12,8 @@ from ergo_ray.io.prepared import discover_inputs
 from ergo_ray.mock.toy import write_toy_prepared_shards
 from ergo_ray.preprocess.augment import augment_batch as _augment_batch
 from ergo_ray.train import checkpoint as ckpt
-from ergo_ray.train.clr_loop import (
-    ClrTrainer,
-    augment_views,
-    loop_config,
-    train_local,
-)
+from ergo_ray.train.clr_loop import loop_config, train_local
+from ergo_ray.train.clr_trainer import ClrTrainer, augment_views
 from ergo_ray.train.data import read_split
 
 
