@@ -230,6 +230,17 @@ def _train_epoch(
     return float(tot_dev), cnt
 
 
+def _val_nll(
+    model: ConditionalINN,
+    val: tuple[torch.Tensor, torch.Tensor],
+    reduce: Callable[[float, int], tuple[float, int]],
+    device: torch.device,
+) -> float:
+    """Mean validation NLL over all workers."""
+    vs, vk = reduce(*_evaluate(model, val[0].to(device), val[1].to(device)))
+    return vs / max(vk, 1)
+
+
 def _weights(model: ConditionalINN) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -332,24 +343,15 @@ def fit_cinn(
         order = torch.randperm(n, generator=gen).to(dev)
         s, k = red(*_train_epoch(net, model, opt, data, order, gen, bs, config))
         train_nll = s / max(k, 1)
-        if val is not None and len(val[0]):
-            vs, vk = red(*_evaluate(model, val[0].to(dev), val[1].to(dev)))
-            val_nll = vs / max(vk, 1)
-        else:
-            val_nll = train_nll
+        val_nll = _val_nll(model, val, red, dev) if val is not None and len(val[0]) else train_nll
         if not math.isfinite(val_nll):
             log.warning("epoch %d: non-finite validation NLL", epoch)
         sched.step(val_nll if math.isfinite(val_nll) else math.inf)
         _track_best(progress, val_nll, model, int(config["patience"]))
         progress["epoch"] = epoch
-        metrics = {
-            "epoch": epoch,
-            "train_nll": train_nll,
-            "val_nll": val_nll,
-            "best_val_nll": progress["best_val"],
-            "lr": opt.param_groups[0]["lr"],
-            "stopped": progress["stopped"],
-        }
+        metrics = {"epoch": epoch, "train_nll": train_nll, "val_nll": val_nll,
+                   "best_val_nll": progress["best_val"], "lr": opt.param_groups[0]["lr"],
+                   "stopped": progress["stopped"]}
         progress["history"].append(metrics)
         if on_epoch is not None:
             on_epoch(metrics, _full_state(progress, config, model, opt, sched))
