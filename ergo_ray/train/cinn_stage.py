@@ -51,7 +51,8 @@ from ergo_ray.train.cinn_fit import loop_config
 from ergo_ray.train.cinn_loop import TrainJob, run_training
 
 if TYPE_CHECKING:
-    from ergo_ray.config.schema import RunConfig
+    from ergo_ray.config.schema import RunConfig, StorageConfig
+    from ergo_ray.io.prepared import PreparedInput
 
 log = logging.getLogger("ergo_ray")
 
@@ -205,6 +206,53 @@ def _evaluate(
     return out
 
 
+def _truth_inputs(
+    data_urls: Sequence[str], storage: StorageConfig | None
+) -> list[PreparedInput]:
+    """Return the prepared inputs with truth columns (the simulated domains).
+
+    Raises
+    ------
+    InputError
+        If none has truth.
+    """
+    from ergo_ray.io.prepared import discover_inputs
+
+    inputs = [p for p in discover_inputs(list(data_urls), storage)
+              if "true_exsitu_frac" in p.columns]
+    if not inputs:
+        msg = "no --data input has truth columns (true_*); the cINN trains on simulated domains"
+        raise InputError(msg, source=str(data_urls[0]))
+    return inputs
+
+
+def _read_encoder(
+    enc_file: str, size: int, storage: StorageConfig | None
+) -> tuple[bytes, dict[str, Any], int]:
+    """Return the encoder file's bytes, its metadata and its representation length.
+
+    Raises
+    ------
+    CheckpointError
+        If the file cannot be read, or the encoder takes stamps of another size.
+    """
+    from ergo_ray.train.checkpoint import load_encoder
+
+    try:
+        enc_bytes = st.read_bytes(enc_file, storage)
+    except StorageError as err:
+        msg = f"cannot read the encoder: {err}"
+        raise CheckpointError(msg) from err
+    encoder, meta = load_encoder(enc_file, storage)
+    if int(meta.get("in_size", size)) != size:
+        msg = (
+            f"{st.redact(enc_file)}: encoder takes {meta.get('in_size')} px stamps but the "
+            f"inputs are {size} px"
+        )
+        raise CheckpointError(msg)
+    return enc_bytes, meta, int(meta.get("rep_dim", encoder.rep_dim))
+
+
 def train_cinn(
     data_urls: Sequence[str],
     encoder_url: str,
@@ -246,37 +294,15 @@ def train_cinn(
     CheckpointError
         If the encoder does not fit the inputs.
     """
-    from ergo_ray.io.prepared import discover_inputs
     from ergo_ray.runtime import scaling_config
-    from ergo_ray.train.checkpoint import load_encoder
 
     storage = cfg.storage
     gpu = cfg.cluster.use_gpu if use_gpu is None else use_gpu
-    inputs = [
-        p
-        for p in discover_inputs(list(data_urls), storage)
-        if "true_exsitu_frac" in p.columns
-    ]
-    if not inputs:
-        msg = "no --data input has truth columns (true_*); the cINN trains on simulated domains"
-        raise InputError(msg, source=str(data_urls[0]))
+    inputs = _truth_inputs(data_urls, storage)
     size = inputs[0].image_size
     enc_file = _encoder_file(encoder_url)
-    try:
-        enc_bytes = st.read_bytes(enc_file, storage)
-    except StorageError as err:
-        msg = f"cannot read the encoder: {err}"
-        raise CheckpointError(msg) from err
+    enc_bytes, meta, rep_dim = _read_encoder(enc_file, size, storage)
     sha = hashlib.sha256(enc_bytes).hexdigest()
-    encoder, meta = load_encoder(enc_file, storage)
-    if int(meta.get("in_size", size)) != size:
-        msg = (
-            f"{st.redact(enc_file)}: encoder takes {meta.get('in_size')} px stamps but the "
-            f"inputs are {size} px"
-        )
-        raise CheckpointError(msg)
-    rep_dim = int(meta.get("rep_dim", encoder.rep_dim))
-    del encoder
     run_cfg = _effective_preprocess(cfg, inputs, meta, size)
 
     files = [f for p in inputs for f in p.files]
@@ -289,29 +315,15 @@ def train_cinn(
     if base is not None:
         jobs.append(base.job)
     trained = run_training(out_url, jobs, scaling_config(cfg, workers, gpu), storage)
-
     metrics, weights = _test_and_weights(cfg, trained, transform, data, base)
     files_out = {"encoder.pt": enc_bytes, **weights}
-
     ood = _ood_reference(cfg, data)
-    metrics["ood"] = {
-        "n_reference": len(ood.reference),
-        "k": ood.k,
-        "metric": ood.metric,
-        "norm": ood.norm,
-    }
-    files_out.update(
-        bundle_files(
-            transform=transform,
-            run_cfg=run_cfg,
-            ood=ood,
-            metrics=metrics,
-            input_size=size,
-            rep_dim=rep_dim,
-            observables=cfg.cinn.observables,
-            baseline_scaler=base.scaler if base is not None else None,
-        )
-    )
+    metrics["ood"] = {"n_reference": len(ood.reference), "k": ood.k, "metric": ood.metric,
+                      "norm": ood.norm}
+    files_out.update(bundle_files(
+        transform=transform, run_cfg=run_cfg, ood=ood, metrics=metrics, input_size=size,
+        rep_dim=rep_dim, observables=cfg.cinn.observables,
+        baseline_scaler=base.scaler if base is not None else None))
     return bd.write_bundle(out_url, files_out, storage)
 
 
