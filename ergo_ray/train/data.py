@@ -194,16 +194,10 @@ def build_datasets(
     InputError
         If there are no training or no validation rows.
     """
-    import ray.data
     from ray.data.expressions import col
 
     per_input = [split_counts([inp], storage) for inp in inputs]
-    counts: dict[tuple[str, str], int] = {}
-    for c in per_input:
-        for key, n in c.items():
-            counts[key] = counts.get(key, 0) + n
-    train_rows = {d: n for (d, s), n in counts.items() if s == "train"}
-    n_val = sum(n for (_, s), n in counts.items() if s == "val")
+    train_rows, n_val = _train_rows_and_val(per_input)
     n_train = sum(train_rows.values())
     if n_train == 0 or n_val == 0:
         msg = f"prepared inputs need rows in both the train and val splits " \
@@ -220,21 +214,7 @@ def build_datasets(
         base = _read_input(inp, storage, seed + i)
         train = base.filter(expr=col("split") == "train")
         own = sorted(d for (d, s), n in inp_counts.items() if s == "train" and n > 0)
-        if all(factors[d] == 1.0 for d in own):
-            train_parts.append(train.select_columns(["image"]))
-        else:
-            for j, domain in enumerate(own):
-                factor = factors[domain]
-                if factor <= 0:
-                    continue
-                part = train.select_columns(["image"]) if len(own) == 1 else \
-                    train.filter(expr=col("domain") == domain).select_columns(["image"])
-                whole, frac = int(factor), factor - int(factor)
-                train_parts.extend([part] * whole)
-                if frac > 1e-9:
-                    # A new random draw on every pass over the data.
-                    train_parts.append(part.random_sample(
-                        frac, seed=ray.data.RandomSeedConfig(seed=seed + 1000 * i + j)))
+        train_parts += _mixed_train(train, own, factors, seed + 1000 * i)
         val = base.filter(expr=col("split") == "val")
         val_parts.append(_with_columns(val, inp, monitor_cols))
         ref_parts.append(_with_columns(train, inp, monitor_cols))
@@ -251,6 +231,44 @@ def build_datasets(
         # Small fixed samples read every epoch: read them once into the object store.
         val_ds, ref_ds = val_ds.materialize(), ref_ds.materialize()
     return {"train": _union(train_parts), "val": val_ds, "monitor": ref_ds}
+
+
+def _train_rows_and_val(
+    per_input: Sequence[Mapping[tuple[str, str], int]],
+) -> tuple[dict[str, int], int]:
+    """Return the training rows per domain and the validation rows, over all inputs."""
+    counts: dict[tuple[str, str], int] = {}
+    for c in per_input:
+        for key, n in c.items():
+            counts[key] = counts.get(key, 0) + n
+    train_rows = {d: n for (d, s), n in counts.items() if s == "train"}
+    return train_rows, sum(n for (_, s), n in counts.items() if s == "val")
+
+
+def _mixed_train(
+    train: ray.data.Dataset, own: Sequence[str], factors: Mapping[str, float], seed: int
+) -> list[ray.data.Dataset]:
+    """One input's training images, each of its domains repeated by its mix factor."""
+    import ray.data
+    from ray.data.expressions import col
+
+    images = train.select_columns(["image"])
+    if all(factors[d] == 1.0 for d in own):
+        return [images]
+    parts: list[ray.data.Dataset] = []
+    for j, domain in enumerate(own):
+        factor = factors[domain]
+        if factor <= 0:
+            continue
+        part = images if len(own) == 1 else \
+            train.filter(expr=col("domain") == domain).select_columns(["image"])
+        whole, frac = int(factor), factor - int(factor)
+        parts.extend([part] * whole)
+        if frac > 1e-9:
+            # A new random draw on every pass over the data.
+            parts.append(part.random_sample(
+                frac, seed=ray.data.RandomSeedConfig(seed=seed + j)))
+    return parts
 
 
 def _union(parts: list[ray.data.Dataset]) -> ray.data.Dataset:
