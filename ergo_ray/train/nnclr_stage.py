@@ -20,6 +20,8 @@ from ergo_ray.train import checkpoint as ckpt
 from ergo_ray.train.clr_loop import loop_config, train_loop_per_worker
 
 if TYPE_CHECKING:
+    import ray.train
+
     from ergo_ray.config.schema import RunConfig, StorageConfig
 
 __all__ = ["RUN_NAME", "check_inputs", "fit_nnclr", "resolve_preprocess"]
@@ -156,7 +158,6 @@ def fit_nnclr(
     ErgoRayError
         If training fails after the retries.
     """
-    import ray.train
     from ray.train.torch import TorchTrainer
 
     from ergo_ray import runtime
@@ -171,17 +172,42 @@ def fit_nnclr(
     config |= dict(extra_config or {})
     datasets = build_datasets(inputs, cfg.storage, domain_mix=cfg.clr.domain_mix,
                               monitor_rows=cfg.clr.monitor_rows, seed=cfg.seed)
-    fs, path = _train_storage(out, cfg.storage)
-    run_config = ray.train.RunConfig(
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=config,
+        scaling_config=runtime.scaling_config(cfg, n_workers, use_gpu),
+        run_config=_run_config(out, cfg.storage), datasets=datasets,
+    )
+    result = _fit(trainer, out)
+    with result.checkpoint.as_directory() as d:
+        state = ckpt.load_training_state(d)
+    encoder_url = _export_encoder(state, config, preprocess, out, cfg.storage)
+    history = ckpt.read_metrics(st.join(out, ckpt.METRICS_FILE), cfg.storage)
+    return {"epochs": int(state["epoch"]) + 1, "metrics": history[-1] if history else {},
+            "encoder": encoder_url, "checkpoint": result.checkpoint.path}
+
+
+def _run_config(out: str, storage: StorageConfig | None) -> ray.train.RunConfig:
+    """Return Ray Train's run settings: checkpoints under ``OUT/nnclr``, retries."""
+    import ray.train
+
+    fs, path = _train_storage(out, storage)
+    return ray.train.RunConfig(
         name=RUN_NAME, storage_path=path, storage_filesystem=fs,
         failure_config=ray.train.FailureConfig(max_failures=2),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
     )
-    trainer = TorchTrainer(
-        train_loop_per_worker, train_loop_config=config,
-        scaling_config=runtime.scaling_config(cfg, n_workers, use_gpu),
-        run_config=run_config, datasets=datasets,
-    )
+
+
+def _fit(trainer: Any, out: str) -> Any:
+    """Run the trainer; return its result, which holds a checkpoint.
+
+    Raises
+    ------
+    ErgoRayError
+        The package's own error behind a worker failure, or one naming ``out``.
+    CheckpointError
+        If training produced no checkpoint.
+    """
     try:
         result = trainer.fit()
     except Exception as err:  # Ray wraps worker errors in TrainingFailedError
@@ -191,8 +217,14 @@ def fit_nnclr(
         raise ErgoRayError(f"NNCLR training under {st.redact(out)} failed: {cause}") from err
     if result.checkpoint is None:
         raise CheckpointError(f"{st.redact(out)}: training produced no checkpoint")
-    with result.checkpoint.as_directory() as d:
-        state = ckpt.load_training_state(d)
+    return result
+
+
+def _export_encoder(
+    state: Mapping[str, Any], config: Mapping[str, Any], preprocess: Mapping[str, Any],
+    out: str, storage: StorageConfig | None,
+) -> str:
+    """Write the encoder of a training state to ``OUT/encoder.pt``; return its URL."""
     encoder_state = {k.removeprefix("encoder."): v for k, v in state["model"].items()
                      if k.startswith("encoder.")}
     encoder = build_encoder(config["clr"]["widths"], config["clr"]["blocks"],
@@ -201,10 +233,8 @@ def fit_nnclr(
     encoder_url = st.join(out, ckpt.ENCODER_FILE)
     ckpt.export_encoder(encoder_url, encoder, clr=config["clr"], preprocess=preprocess,
                         in_size=config["in_size"], rep_dim=config["clr"]["rep_dim"],
-                        epoch=state["epoch"], storage=cfg.storage)
-    history = ckpt.read_metrics(st.join(out, ckpt.METRICS_FILE), cfg.storage)
-    return {"epochs": int(state["epoch"]) + 1, "metrics": history[-1] if history else {},
-            "encoder": encoder_url, "checkpoint": result.checkpoint.path}
+                        epoch=state["epoch"], storage=storage)
+    return encoder_url
 
 
 def _train_storage(out: str, storage: StorageConfig | None) -> tuple[Any, str]:
