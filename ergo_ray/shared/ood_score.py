@@ -149,6 +149,40 @@ class OodReference:
         )
 
 
+def _split_reference(
+    train_reps: np.ndarray, n_reference: int, k: int, seed: int,
+    fallback_holdout: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the reference subsample R and the held-out representations (finite rows).
+
+    R has ``n_reference`` rows, fewer when that leaves under ``k + 1`` held out, and at
+    least ``k + 1``; the fallback joins the held-out set when it is smaller than ``k + 1``.
+
+    Raises
+    ------
+    InputError
+        If there are fewer than ``k + 2`` finite training representations.
+    """
+    reps = np.asarray(train_reps, np.float32)
+    reps = reps[np.isfinite(reps).all(axis=1)]
+    n = reps.shape[0]
+    if n < k + 2:
+        msg = f"the OOD reference needs at least k + 2 = {k + 2} training representations, got {n}"
+        raise InputError(msg)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    m = min(n_reference, n)
+    if n - m < k + 1 and n >= 2 * (k + 1):
+        m = n - (k + 1)
+    m = max(m, k + 1)
+    ref = reps[order[:m]]
+    held = reps[order[m:]]
+    if held.shape[0] < k + 1 and fallback_holdout is not None:
+        fb = np.asarray(fallback_holdout, np.float32)
+        held = np.concatenate([held, fb[np.isfinite(fb).all(axis=1)]])
+    return ref, held
+
+
 def build_reference(
     train_reps: np.ndarray,
     *,
@@ -196,59 +230,23 @@ def build_reference(
     InputError
         If there are too few training representations for the k-th neighbour.
     """
-    reps = np.asarray(train_reps, np.float32)
-    reps = reps[np.isfinite(reps).all(axis=1)]
-    n = reps.shape[0]
-    if n < k + 2:
-        msg = f"the OOD reference needs at least k + 2 = {k + 2} training representations, got {n}"
-        raise InputError(msg)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    m = min(n_reference, n)
-    if n - m < k + 1 and n >= 2 * (k + 1):
-        m = n - (k + 1)
-    m = max(m, k + 1)
-    ref = reps[order[:m]]
-    held = reps[order[m:]]
-    if held.shape[0] < k + 1 and fallback_holdout is not None:
-        fb = np.asarray(fallback_holdout, np.float32)
-        held = np.concatenate([held, fb[np.isfinite(fb).all(axis=1)]])
+    ref, held = _split_reference(train_reps, n_reference, k, seed, fallback_holdout)
     held = held[:max_holdout]
     mean = ref.astype(np.float64).mean(axis=0)
     scale = ref.astype(np.float64).std(axis=0)
     scale = np.where(scale > 1e-8, scale, 1.0)
     std_ref = ((ref - mean) / scale).astype(np.float32)
-    self_kdist = np.asarray(
-        kth_neighbour_distance(
-            std_ref, std_ref, k, metric=metric, exclude_self=True, device=device
-        )
-    )
-    out = OodReference(
-        reference=ref,
-        self_kdist=self_kdist,
-        mean=mean,
-        scale=scale,
-        k=k,
-        metric=metric,
-        norm=1.0,
-        quantile=quantile,
-    )
+    self_kdist = np.asarray(kth_neighbour_distance(
+        std_ref, std_ref, k, metric=metric, exclude_self=True, device=device))
+    out = OodReference(reference=ref, self_kdist=self_kdist, mean=mean, scale=scale, k=k,
+                       metric=metric, norm=1.0, quantile=quantile)
     if held.shape[0] == 0:
-        log.warning(
-            "no held-out training representations for the OOD calibration; "
-            "the score is not normalised"
-        )
+        log.warning("no held-out training representations for the OOD calibration; "
+                    "the score is not normalised")
         return out
     raw = out.raw_score(held, device)
     norm = float(np.nanquantile(raw, quantile))
     out.norm = norm if np.isfinite(norm) and norm > 0 else 1.0
-    log.info(
-        "OOD reference: %d points, k=%d (%s), %s-quantile of %d held-out scores = %.3f",
-        m,
-        k,
-        metric,
-        quantile,
-        held.shape[0],
-        out.norm,
-    )
+    log.info("OOD reference: %d points, k=%d (%s), %s-quantile of %d held-out scores = %.3f",
+             len(ref), k, metric, quantile, held.shape[0], out.norm)
     return out
