@@ -254,6 +254,28 @@ def representation_matrix(table: pa.Table, column: str = REPRESENTATION) -> np.n
     )
 
 
+def _replace_parquet(ds: Any, out_url: str, storage: Any) -> int:
+    """Write a dataset as the Parquet files of ``out_url`` (replacing its previous ones).
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    import pyarrow.parquet as pq
+
+    if st.exists(out_url, storage):
+        for old in st.list_files(out_url, storage, suffixes=(".parquet",)):
+            st.remove(old, storage)
+    fs, path = write_filesystem(out_url, storage)
+    ds.write_parquet(path, filesystem=fs)
+    n = 0
+    for f in st.list_files(out_url, storage, suffixes=(".parquet",)):
+        ffs, fpath = st.arrow_fs(f, storage)
+        n += pq.read_metadata(fpath, filesystem=ffs).num_rows
+    return n
+
+
 def embed_set(
     model_url: str,
     in_url: str,
@@ -288,8 +310,6 @@ def embed_set(
     """
     import json
 
-    import pyarrow.parquet as pq
-
     from ergo_ray.errors import InputError
     from ergo_ray.io.prepared import discover_inputs
     from ergo_ray.shared.bundle_format import read_verified
@@ -320,15 +340,7 @@ def embed_set(
         num_gpus=float(gpus),
         mixed_precision=cfg.infer.mixed_precision,
     )
-    if st.exists(out_url, storage):
-        for old in st.list_files(out_url, storage, suffixes=(".parquet",)):
-            st.remove(old, storage)
-    fs, path = write_filesystem(out_url, storage)
-    ds.write_parquet(path, filesystem=fs)
-    n = 0
-    for f in st.list_files(out_url, storage, suffixes=(".parquet",)):
-        ffs, fpath = st.arrow_fs(f, storage)
-        n += pq.read_metadata(fpath, filesystem=ffs).num_rows
+    n = _replace_parquet(ds, out_url, storage)
     st.write_bytes(
         st.join(out_url, "_meta", "model.json"),
         json.dumps(
