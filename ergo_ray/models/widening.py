@@ -101,6 +101,58 @@ def _best_scale(need: np.ndarray, levels: Sequence[float]) -> float:
     return float(_S_GRID[int(np.argmin(loss))])
 
 
+def _fit_line(
+    need: np.ndarray, ell: np.ndarray, n_bins: int, levels: Sequence[float]
+) -> tuple[tuple[float, float], dict[str, Any]]:
+    """Fit ``log scale = c0 + c1 · log ood`` (c1 ≥ 0) to the best scale of each OOD bin.
+
+    Parameters
+    ----------
+    need : numpy.ndarray
+        (N, len(levels)) scale each galaxy needs to cover its truth at each level.
+    ell : numpy.ndarray
+        (N,) clipped log OOD scores.
+    n_bins : int
+        Quantile bins of ``ell`` (a bin with fewer than 4 galaxies is left out).
+    levels : sequence of float
+        Central-interval levels.
+
+    Returns
+    -------
+    coef : tuple of float
+        (c0, c1).
+    bins : dict
+        ``log_ood``, ``scale`` and ``n`` of the bins used.
+    """
+    edges = np.quantile(ell, np.linspace(0, 1, n_bins + 1))
+    which = np.clip(
+        np.searchsorted(edges, ell, side="right") - 1, 0, n_bins - 1
+    )
+    xs, ys, ws = [], [], []
+    for b in range(n_bins):
+        sel = which == b
+        if sel.sum() < 4:
+            continue
+        xs.append(float(ell[sel].mean()))
+        ys.append(np.log(_best_scale(need[sel], levels)))
+        ws.append(float(sel.sum()))
+    x, y, w = np.asarray(xs), np.asarray(ys), np.asarray(ws)
+    c1 = 0.0
+    if len(x) >= 2 and np.ptp(x) > 0:
+        xm = np.average(x, weights=w)
+        c1 = float(
+            np.sum(w * (x - xm) * (y - np.average(y, weights=w)))
+            / np.sum(w * (x - xm) ** 2)
+        )
+    c1 = max(c1, 0.0)
+    c0 = float(np.average(y - c1 * x, weights=w))
+    return (c0, c1), {
+        "log_ood": xs,
+        "scale": [float(np.exp(v)) for v in ys],
+        "n": [int(v) for v in ws],
+    }
+
+
 @dataclass(frozen=True)
 class OodWidening:
     """Fitted widening of the posteriors as a function of the OOD score.
@@ -232,34 +284,7 @@ class OodWidening:
             )
             good = ~np.isnan(need).any(axis=1)
             need, ell = need[good], np.clip(np.log(o[rows][good]), *rng)
-            edges = np.quantile(ell, np.linspace(0, 1, n_bins + 1))
-            which = np.clip(
-                np.searchsorted(edges, ell, side="right") - 1, 0, n_bins - 1
-            )
-            xs, ys, ws = [], [], []
-            for b in range(n_bins):
-                sel = which == b
-                if sel.sum() < 4:
-                    continue
-                xs.append(float(ell[sel].mean()))
-                ys.append(np.log(_best_scale(need[sel], levels)))
-                ws.append(float(sel.sum()))
-            x, y, w = np.asarray(xs), np.asarray(ys), np.asarray(ws)
-            c1 = 0.0
-            if len(x) >= 2 and np.ptp(x) > 0:
-                xm = np.average(x, weights=w)
-                c1 = float(
-                    np.sum(w * (x - xm) * (y - np.average(y, weights=w)))
-                    / np.sum(w * (x - xm) ** 2)
-                )
-            c1 = max(c1, 0.0)
-            c0 = float(np.average(y - c1 * x, weights=w))
-            coef[name] = (c0, c1)
-            bins_info[name] = {
-                "log_ood": xs,
-                "scale": [float(np.exp(v)) for v in ys],
-                "n": [int(v) for v in ws],
-            }
+            coef[name], bins_info[name] = _fit_line(need, ell, n_bins, levels)
         meta = {
             **dict(info or {}),
             "n": int(ok.sum()),
