@@ -21,7 +21,7 @@ from ergo_ray.infer.device import default_device
 from ergo_ray.infer.images import as_prepared, encode, prepare_cutouts
 from ergo_ray.infer.posterior import Posterior, from_images, from_representations
 from ergo_ray.io import storage as st
-from ergo_ray.models.cinn import ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.cinn import ConditionalINN, draw_physical, index_seeds
 from ergo_ray.models.observables import DERIVED, observable_values, source_columns
 from ergo_ray.models.targets import Standardizer, TargetTransform
 from ergo_ray.models.widening import OodWidening
@@ -272,8 +272,8 @@ class ModelBundle:
     ) -> torch.Tensor:
         """Physical posterior samples of finite conditions, unchecked (non-finite stays so).
 
-        The one sampling path of the package: :meth:`sample_posterior` and
-        :class:`~ergo_ray.infer.posterior.Posterior` (with it the catalogue) draw here.
+        :meth:`sample_posterior` and :class:`~ergo_ray.infer.posterior.Posterior` (with it
+        the catalogue) draw here: :func:`~ergo_ray.models.cinn.draw_physical`, widened.
 
         Parameters
         ----------
@@ -294,19 +294,7 @@ class ModelBundle:
         torch.Tensor
             float32 (N, n_samples, 3) on :attr:`device`.
         """
-        n = len(cond)
-        out = torch.empty((n, n_samples, 3), dtype=torch.float32, device=self.device)
-        per = max(1, (1 << 18) // max(1, n_samples))
-        pin = self.device.type == "cuda"
-        with torch.inference_mode():
-            for start in range(0, n, per):
-                sl = slice(start, start + per)
-                z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3))
-                z = (z.pin_memory() if pin else z).to(self.device, non_blocking=True)
-                c = torch.from_numpy(np.require(cond[sl], np.float32, ["C", "W"])).to(
-                    self.device
-                )
-                out[sl] = self.transform.inverse(net.sample(c, z)).float()
+        out = draw_physical(net, self.transform, cond, n_samples, seeds, self.device)
         if net is self.cinn:
             out = self.widen(out, cond[:, : self.rep_dim], ood=ood)
         return out

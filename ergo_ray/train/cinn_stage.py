@@ -34,7 +34,7 @@ import pyarrow as pa
 from ergo_ray.errors import CheckpointError, ConfigError, InputError, StorageError
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import TRUTH_COLUMNS
-from ergo_ray.models.cinn import CinnArch, ConditionalINN, index_seeds, latent_noise
+from ergo_ray.models.cinn import CinnArch, ConditionalINN, draw_physical, index_seeds
 from ergo_ray.models.observables import observable_values, source_columns
 from ergo_ray.models.targets import Standardizer, TargetTransform, encode_truth
 from ergo_ray.shared import bundle_format as bd
@@ -176,16 +176,8 @@ def _sample(
     import torch
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = model.to(dev)
-    out = np.empty((len(cond), n_samples, 3), np.float32)
     seeds = index_seeds(seed, len(cond))
-    per = max(1, (1 << 18) // n_samples)
-    with torch.no_grad():
-        for start in range(0, len(cond), per):
-            sl = slice(start, start + per)
-            z = torch.from_numpy(latent_noise(seeds[sl], n_samples, 3)).to(dev)
-            c = torch.from_numpy(np.asarray(cond[sl], np.float32)).to(dev)
-            out[sl] = transform.inverse(model.sample(c, z)).cpu().numpy()
+    out = draw_physical(model.to(dev), transform, cond, n_samples, seeds, dev).cpu().numpy()
     model.cpu()
     return out
 
