@@ -115,8 +115,8 @@ def collector_rate(n_rows: int = 400_000) -> tuple[float, float]:
     """
     import pyarrow as pa
 
+    from ergo_ray.infer.collector import UnitCollector
     from ergo_ray.infer.manifest import Manifest, WorkUnit
-    from ergo_ray.infer.pipeline import UnitCollector
     from ergo_ray.infer.predictors import output_schema
     from ergo_ray.infer.progress import ProgressLog
     from ergo_ray.io.schemas import posterior_schema, posterior_summary_columns
