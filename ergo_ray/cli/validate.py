@@ -52,7 +52,8 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """
     from ergo_ray import load_model
     from ergo_ray.evaluate.inputs import join_truth, read_set, read_truth
-    from ergo_ray.evaluate.validation import validate_set, write_validation
+    from ergo_ray.evaluate.validation import validate_set
+    from ergo_ray.evaluate.validation_output import write_validation
     from ergo_ray.runtime import driver_threads
 
     n_samples = args.samples or cfg.infer.n_samples

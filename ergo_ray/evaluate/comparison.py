@@ -28,8 +28,8 @@ from ergo_ray.evaluate.ood import (
     pair_ranking,
     standardise,
 )
-from ergo_ray.evaluate.report import Section, html_report, json_bytes
-from ergo_ray.evaluate.validation import Posterior
+from ergo_ray.evaluate.report import Section, html_report, json_bytes, write_files
+from ergo_ray.evaluate.set_posterior import SetPosterior, posterior_for_set
 from ergo_ray.io import storage as st
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float
     return out
 
 
-def _science(observed: str, sets: Mapping[str, EvalSet], posts: Mapping[str, Posterior],
+def _science(observed: str, sets: Mapping[str, EvalSet], posts: Mapping[str, SetPosterior],
              edges: tuple[float, ...], ood_obs: np.ndarray | None, ood_max: float | None,
              figures: dict[str, bytes]) -> dict[str, Any]:
     es, post = sets[observed], posts[observed]
@@ -219,8 +219,6 @@ def compare_sets(
     ComparisonResult
         Tables, JSON content and figures.
     """
-    from ergo_ray.evaluate.validation import posterior_for_set
-
     reps: dict[str, np.ndarray] = {}
     for name, es in sets.items():
         if es.reps is None:
@@ -339,9 +337,7 @@ def write_comparison(out: str, res: ComparisonResult, storage: StorageConfig | N
     files["report.html"] = html_report("ergo_ray comparison", _sections(res),
                                        subtitle=f"model {d['model_id']} · sets "
                                                 f"{', '.join(d['sets'])}")
-    for name, data in files.items():
-        st.write_bytes(st.join(out, name), data, storage)
-    return sorted(files)
+    return write_files(out, files, storage)
 
 
 def _sections(res: ComparisonResult) -> list[Section]:
