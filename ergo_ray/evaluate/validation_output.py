@@ -120,16 +120,16 @@ def write_validation(out: str, res: ValidationResult, storage: StorageConfig | N
     Parameters
     ----------
     out : str
-        Output folder URL.
+        The folder (a local path or a storage URL) to write into.
     res : ValidationResult
         From :func:`~ergo_ray.evaluate.validation.validate_set`.
     storage : StorageConfig, optional
-        Storage settings.
+        Credentials and endpoint of an object store.
 
     Returns
     -------
     list of str
-        Names of the files written.
+        The file names, sorted.
     """
     m = res.metrics
     pngs = validation_figures(res)
