@@ -142,7 +142,7 @@ def ingest_chunk(opts: SimIngestOptions, snap: int, files: Sequence[tuple[int, i
     dict
         Counts: ``rows``, ``errors``, ``selected_out`` (below the mass cut).
     """
-    from ergo_ray.io.fits import read_tng_mock
+    from ergo_ray.io.fits_tng import read_tng_mock
 
     subs = np.array([f[0] for f in files], dtype=np.int64)
     asm_url = hdf5.find_catalogue(opts.assembly, hdf5.ASSEMBLY_NAMES, snap, store)

@@ -401,7 +401,7 @@ def read_catalog(
 def _fits_table(data: bytes, url: str) -> pa.Table:
     from astropy.table import Table
 
-    from ergo_ray.io.fits import fits_bytes_open
+    from ergo_ray.io.fits_common import fits_bytes_open
 
     with fits_bytes_open(data, url) as hdul:
         hdu = next((h for h in hdul if getattr(h, "columns", None) is not None), None)

@@ -26,14 +26,9 @@ from ergo_ray.errors import BadObjectError, FitsFormatError, InputError, Storage
 from ergo_ray.io import storage as st
 from ergo_ray.io.catalog import CATALOG_DIR, TRUTH_DIR, read_catalog
 from ergo_ray.io.cutout import Cutout
-from ergo_ray.io.fits import (
-    FITS_SUFFIXES,
-    hsc_cutout_name,
-    parse_hsc_cutout_name,
-    parse_tng_mock_name,
-    read_hsc_cutout,
-    read_tng_mock,
-)
+from ergo_ray.io.fits_common import FITS_SUFFIXES
+from ergo_ray.io.fits_hsc import hsc_cutout_name, parse_hsc_cutout_name, read_hsc_cutout
+from ergo_ray.io.fits_tng import parse_tng_mock_name, read_tng_mock
 from ergo_ray.io.prefetch import Prefetcher
 from ergo_ray.io.shards import iter_raw_shard
 from ergo_ray.types import RAW_BANDS

@@ -34,12 +34,8 @@ from ergo_ray.io.catalog import (
     write_part,
 )
 from ergo_ray.io.cutout import Cutout
-from ergo_ray.io.fits import (
-    hsc_cutout_name,
-    tng_mock_name,
-    write_hsc_cutout,
-    write_tng_mock,
-)
+from ergo_ray.io.fits_hsc import hsc_cutout_name, write_hsc_cutout
+from ergo_ray.io.fits_tng import tng_mock_name, write_tng_mock
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.io.shards import write_raw_shard
 from ergo_ray.types import DOMAINS
