@@ -34,7 +34,7 @@ from ergo_ray.ingest.tng import (
     read_snapshot_table,
     truth_from_catalogues,
 )
-from ergo_ray.io import sources, storage
+from ergo_ray.io import layouts, storage
 from ergo_ray.io.catalog import part_name, rows_to_table, write_part
 
 log = logging.getLogger("ergo_ray")
@@ -225,7 +225,7 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
     snapshots = read_snapshot_table(storage.read_bytes(opts.snapshots, store), opts.snapshots)
     urls = storage.list_files(opts.images, store)
     base = storage.locate(opts.images).url
-    others = sources.unrecognised_units(urls, base, "tng-fits")
+    others = layouts.unrecognised_units(urls, base, "tng-fits")
     outside = sum(
         1 for u in urls
         if (p := parse_image_name(u)) and not opts.snap_min <= p.snap <= opts.snap_max

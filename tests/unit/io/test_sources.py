@@ -8,7 +8,7 @@ import pytest
 
 from ergo_ray.errors import BadObjectError, InputError
 from ergo_ray.io import catalog as C
-from ergo_ray.io import fits_hsc, fits_tng
+from ergo_ray.io import fits_hsc, fits_tng, layouts
 from ergo_ray.io import sources as S
 from ergo_ray.io.shards import write_raw_shard
 
@@ -70,7 +70,7 @@ def _write(fmt, root: Path, with_catalog=True):
     return rows
 
 
-@pytest.mark.parametrize("fmt", S.FORMATS)
+@pytest.mark.parametrize("fmt", layouts.FORMATS)
 def test_every_format_reads_back_with_its_rows(tmp_path, fmt):
     _write(fmt, tmp_path)
     units = S.discover(str(tmp_path), max_objects=2)
