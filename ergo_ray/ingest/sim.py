@@ -104,7 +104,7 @@ def read_root_ids(url: str, keys: set[tuple[int, int]], store: StorageConfig | N
             msg = f"{storage.redact(url)}: not a readable HDF5 file ({err})"
             raise InputError(msg, url) from err
     else:
-        from ergo_ray.io.catalog import read_user_catalog
+        from ergo_ray.io.user_catalog import read_user_catalog
 
         table = read_user_catalog(url, store, required=cols)
         snap, sub, root = (np.asarray(table.column(c).to_numpy(zero_copy_only=False)) for c in cols)

@@ -21,7 +21,8 @@ import pyarrow as pa
 from ergo_ray.config.schema import StorageConfig
 from ergo_ray.errors import CatalogSchemaError
 from ergo_ray.io import layouts, sources, storage
-from ergo_ray.io.catalog import part_name, read_user_catalog, rows_to_table, write_part
+from ergo_ray.io.catalog import part_name, rows_to_table, write_part
+from ergo_ray.io.user_catalog import read_user_catalog
 
 log = logging.getLogger("ergo_ray")
 
