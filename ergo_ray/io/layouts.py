@@ -260,20 +260,10 @@ def hsc_items(
         if p is not None:  # z, y files too: an object may come without g, r, i
             groups.setdefault(p.lineno, {}).setdefault(p.tract, {})[p.band] = f
 
-    def pick(lineno: int) -> tuple[int | None, dict[str, str]]:
-        tracts = groups.get(lineno, {})
-        if not tracts:
-            return None, {}
-        # an object on a tract boundary may come in several tracts: prefer a complete one
-        tract = max(
-            sorted(tracts), key=lambda t: sum(b in tracts[t] for b in RAW_BANDS)
-        )
-        return tract, {b: f for b, f in tracts[tract].items() if b in RAW_BANDS}
-
     items = []
     if rows is None:
         for lineno in sorted(groups):
-            tract, bands = pick(lineno)
+            tract, bands = _pick_tract(groups.get(lineno, {}))
             rel = relative_name(next(iter(bands.values())), base)
             row = {
                 "object_id": f"hsc-line-{lineno}",
@@ -294,23 +284,39 @@ def hsc_items(
             items.append({"row": row, "lineno": None, "tract": None, "files": {}})
             continue
         listed.add(int(lineno))
-        tract, bands = pick(int(lineno))
+        tract, bands = _pick_tract(groups.get(int(lineno), {}))
         items.append(
             {"row": row, "lineno": int(lineno), "tract": tract, "files": bands}
         )
     for lineno in sorted(set(groups) - listed):
-        names = sorted(f for t in groups[lineno].values() for f in t.values())
-        row = {
-            "object_id": f"hsc-line-{lineno}",
-            "cutout_lineno": lineno,
-            "file": relative_name(names[0], base),
-        }
-        msg = (
-            f"{st.redact(names[0])}: no row of the catalogue has cutout_lineno "
-            f"{lineno} ({len(names)} file(s) of this object)"
-        )
-        items.append(
-            {"row": row, "lineno": lineno, "tract": None, "files": {},
-             "error": ("no_catalog_row", msg)}
-        )
+        items.append(_unlisted_hsc_item(lineno, groups[lineno], base))
     return items
+
+
+def _pick_tract(tracts: dict[int, dict[str, str]]) -> tuple[int | None, dict[str, str]]:
+    """Return the tract of an object and its g, r, i files (tract → band → URL given)."""
+    if not tracts:
+        return None, {}
+    # an object on a tract boundary may come in several tracts: prefer a complete one
+    tract = max(
+        sorted(tracts), key=lambda t: sum(b in tracts[t] for b in RAW_BANDS)
+    )
+    return tract, {b: f for b, f in tracts[tract].items() if b in RAW_BANDS}
+
+
+def _unlisted_hsc_item(
+    lineno: int, tracts: dict[int, dict[str, str]], base: str
+) -> dict[str, Any]:
+    """Return the error item of an object whose line number no catalogue row names."""
+    names = sorted(f for t in tracts.values() for f in t.values())
+    row = {
+        "object_id": f"hsc-line-{lineno}",
+        "cutout_lineno": lineno,
+        "file": relative_name(names[0], base),
+    }
+    msg = (
+        f"{st.redact(names[0])}: no row of the catalogue has cutout_lineno "
+        f"{lineno} ({len(names)} file(s) of this object)"
+    )
+    return {"row": row, "lineno": lineno, "tract": None, "files": {},
+            "error": ("no_catalog_row", msg)}
