@@ -75,7 +75,7 @@ def fits_rates(cuts: list, size: int = 128) -> dict[str, float]:
     from astropy.io import fits as afits
 
     from ergo_ray.errors import BadObjectError
-    from ergo_ray.io.fits import write_hsc_cutout
+    from ergo_ray.io.fits_hsc import write_hsc_cutout
     from ergo_ray.io.sources import iter_survey
     from ergo_ray.preprocess import prepare_image
 

@@ -12,7 +12,6 @@ import logging
 import re
 from typing import Any
 
-from ergo_ray import provenance
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.errors import ConfigError
 
@@ -99,21 +98,9 @@ def parse_sets(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Run the stage.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options.
-    cfg : RunConfig
-        Resolved configuration.
-
-    Returns
-    -------
-    int
-        Exit status.
-    """
+    """Compare the sets; write the tables, figures and report."""
     from ergo_ray import load_model
+    from ergo_ray.cli.stage import finish
     from ergo_ray.evaluate.comparison import compare_sets, write_comparison
     from ergo_ray.evaluate.inputs import read_set
     from ergo_ray.runtime import driver_threads
@@ -133,7 +120,5 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         res = compare_sets(bundle, sets, cfg, observed=args.observed, ood_max=args.ood_max,
                            n_samples=args.samples, use_umap=not args.no_umap)
     names = write_comparison(args.out, res, cfg.storage)
-    provenance.write(args.out, cfg, "compare", args.argv)
     log.info("compare: OOD table\n%s", res.data["ood_table_markdown"])
-    log.info("compare: wrote %s", ", ".join(names))
-    return 0
+    return finish(args, cfg, args.out, "compare: wrote %s", ", ".join(names))

@@ -31,7 +31,7 @@ def _common_args(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Run every stage in order, then write ``report.html`` and print the summary table."""
+    """Run every stage in order, then write ``report.html`` and log the summary table."""
     from ergo_ray.cli.main import main as cli_main
     from ergo_ray.demo.plan import build_plan, run_plan
     from ergo_ray.demo.report import write_report
@@ -43,7 +43,6 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     plan = build_plan(out, cfg, _common_args(args), args.n)
     stages = run_plan(plan, cfg, cli_main)
     summary = write_report(out, stages, cfg)
-    log.info("demo finished in %.1f min; report: %s", (time.perf_counter() - t0) / 60,
-             storage.join(out, "report.html"))
-    print(summary)  # noqa: T201 - the summary table is the demo's user-facing output
+    log.info("demo finished in %.1f min; report: %s\n%s", (time.perf_counter() - t0) / 60,
+             storage.join(out, "report.html"), summary)
     return 0

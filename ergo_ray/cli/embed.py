@@ -39,12 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Embed the set; return the exit status."""
-    from ergo_ray import provenance
-    from ergo_ray.runtime import ensure_ray
+    from ergo_ray.cli.stage import begin
     from ergo_ray.shared.embedding import embed_set
 
-    ensure_ray(cfg)
-    provenance.write(args.out, cfg, "embed", args.argv)
+    begin(args, cfg, args.out)
     n, model_id = embed_set(
         args.model, args.input, args.out, cfg, gpus_per_actor=args.gpus_per_actor
     )

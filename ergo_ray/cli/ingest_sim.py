@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ergo_ray import provenance
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.errors import ConfigError
 
@@ -35,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Ingest and print a one-line summary."""
+    """Ingest and log a one-line summary."""
+    from ergo_ray.cli.stage import finish
     from ergo_ray.ingest.sim import SimIngestOptions, run_ingest_sim
     from ergo_ray.runtime import ensure_ray
 
@@ -50,8 +50,7 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
                             snap_max=hi)
     ensure_ray(cfg)
     totals = run_ingest_sim(opts, cfg.storage)
-    provenance.write(args.out, cfg, "ingest-sim", args.argv)
-    log.info("ingest-sim: %d images in the catalogue, %d in errors/, %d below log M* %.1f, "
-             "%d outside snapshots %d-%d", totals["rows"], totals["errors"],
-             totals["selected_out"], args.min_log_mstar, totals["outside_snap_range"], lo, hi)
-    return 0
+    return finish(args, cfg, args.out, "ingest-sim: %d images in the catalogue, %d in "
+                  "errors/, %d below log M* %.1f, %d outside snapshots %d-%d", totals["rows"],
+                  totals["errors"], totals["selected_out"], args.min_log_mstar,
+                  totals["outside_snap_range"], lo, hi)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ergo_ray import provenance
 from ergo_ray.config.schema import RunConfig
 
 log = logging.getLogger("ergo_ray")
@@ -22,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Ingest and print a one-line summary."""
+    """Ingest and log a one-line summary."""
+    from ergo_ray.cli.stage import finish
     from ergo_ray.ingest.survey import SurveyIngestOptions, run_ingest_survey
     from ergo_ray.runtime import ensure_ray
 
@@ -30,7 +30,5 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     opts = SurveyIngestOptions(cutouts=args.cutouts, catalog=args.catalog, domain=args.domain,
                                out=args.out)
     totals = run_ingest_survey(opts, cfg.storage)
-    provenance.write(args.out, cfg, "ingest-survey", args.argv)
-    log.info("ingest-survey: %d galaxies in the catalogue, %d in errors/", totals["rows"],
-             totals["errors"])
-    return 0
+    return finish(args, cfg, args.out, "ingest-survey: %d galaxies in the catalogue, %d in "
+                  "errors/", totals["rows"], totals["errors"])

@@ -1,8 +1,8 @@
 """Entry point of ``ergo-ray`` and of every script under ``jobs/``.
 
 Each stage lives in ``ergo_ray.cli.<module>`` and defines ``add_arguments(parser)`` and
-``run(args, cfg) -> int``. Exit status: 0 success, 2 bad usage/configuration/input (one
-line, no traceback), 1 failure (naming the failing input).
+``run(args, cfg) -> int`` (:mod:`ergo_ray.cli.stage`). Exit status: 0 success, 2 bad
+usage/configuration/input (one line, no traceback), 1 failure (naming the failing input).
 """
 
 from __future__ import annotations

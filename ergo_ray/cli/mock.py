@@ -14,14 +14,30 @@ log = logging.getLogger("ergo_ray")
 FORMATS = ("shards", "hsc-fits", "tng-fits")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of the ``mock`` stage.
+def add_look_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--stamp-px`` and ``--mass-mode``, the options of the mock's look (also of ``stamps``).
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
         The stage's sub-parser.
     """
+    parser.add_argument(
+        "--stamp-px",
+        type=int,
+        default=None,
+        help="stamp side in pixels (default: mock.stamp_px)",
+    )
+    parser.add_argument(
+        "--mass-mode",
+        default=None,
+        choices=("balanced", "population"),
+        help="stellar-mass sampling (default: mock.mass_mode)",
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``mock`` (the stage protocol: :mod:`ergo_ray.cli.stage`)."""
     parser.add_argument(
         "--domain", required=True, choices=DOMAINS, help="which mock domain to render"
     )
@@ -48,18 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="raw Parquet shards, HSC-SSP cutout FITS, or TNG mock FITS",
     )
     parser.add_argument("--out", required=True, metavar="URL", help="output folder URL")
-    parser.add_argument(
-        "--stamp-px",
-        type=int,
-        default=None,
-        help="stamp side in pixels (default: mock.stamp_px)",
-    )
-    parser.add_argument(
-        "--mass-mode",
-        default=None,
-        choices=("balanced", "population"),
-        help="stellar-mass sampling (default: mock.mass_mode)",
-    )
+    add_look_options(parser)
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -68,21 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Render the mock survey.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options.
-    cfg : RunConfig
-        The run configuration (``mock``, ``storage``, ``cluster`` sections).
-
-    Returns
-    -------
-    int
-        0 on success, 1 if any object failed to render.
-    """
-    from ergo_ray import provenance
+    """Render the mock survey; exit status 1 if any object failed to render."""
+    from ergo_ray.cli.stage import finish
     from ergo_ray.mock.survey import MockSpec, render_survey
     from ergo_ray.runtime import ensure_ray
 
@@ -103,13 +95,15 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     st.locate(args.out)
     ensure_ray(cfg)
     summary = render_survey(spec, args.out, cfg.storage, overwrite=args.overwrite)
-    provenance.write(args.out, cfg, "mock", args.argv)
     skipped = (
         f", {summary['parts_skipped']} parts resumed"
         if summary["parts_skipped"]
         else ""
     )
-    log.info(
+    finish(
+        args,
+        cfg,
+        args.out,
         "mock: wrote %d objects (%d galaxies x %d projections, %s, %s) to %s in %.1f s "
         "(%.1f objects/s), %d files, %d errors%s",
         summary["objects"],

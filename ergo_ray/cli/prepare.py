@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ergo_ray import provenance
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.io import storage as st
 
@@ -13,13 +12,7 @@ log = logging.getLogger("ergo_ray")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of the ``prepare`` stage.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The stage's sub-parser.
-    """
+    """Add the options of ``prepare`` (the stage protocol: :mod:`ergo_ray.cli.stage`)."""
     parser.add_argument("--in", required=True, dest="in_url", metavar="URL",
                         help="raw input: mock/ingested folder (raw shards, TNG or HSC FITS)")
     parser.add_argument("--out", required=True, metavar="URL", help="output folder URL")
@@ -30,31 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Prepare the input on Ray Data and log a one-line summary.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options.
-    cfg : RunConfig
-        Resolved configuration.
-
-    Returns
-    -------
-    int
-        0 when the job finished (bad galaxies are listed in ``OUT/errors``, not fatal).
-    """
+    """Prepare the input on Ray Data; bad galaxies go to ``OUT/errors``, not fatal."""
+    from ergo_ray.cli.stage import finish
     from ergo_ray.preprocess.prepare import prepare_survey
     from ergo_ray.runtime import ensure_ray
 
     ensure_ray(cfg)
     res = prepare_survey(args.in_url, args.out, cfg, args.catalog, overwrite=args.overwrite)
-    provenance.write(args.out, cfg, "prepare", args.argv)
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(res["reasons"].items())) or "none"
-    log.info(
+    return finish(
+        args, cfg, args.out,
         "prepare: %d prepared, %d failed (%s) from %d units%s -> %s (%d files, %d px, %.1f s)",
         res["ok"], res["errors"], reasons, res["units"],
         f" ({res['units_resumed']} resumed)" if res["units_resumed"] else "",
         st.redact(args.out), res["files"], cfg.preprocess.size, res["seconds"],
     )
-    return 0

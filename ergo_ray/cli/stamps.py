@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ergo_ray.cli.mock import add_look_options
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.errors import ConfigError
 from ergo_ray.io import storage as st
@@ -14,13 +15,7 @@ log = logging.getLogger("ergo_ray")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of the ``stamps`` stage.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The stage's sub-parser.
-    """
+    """Add the options of ``stamps`` (the stage protocol: :mod:`ergo_ray.cli.stage`)."""
     parser.add_argument(
         "--out",
         required=True,
@@ -30,19 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n", type=int, default=6, help="galaxies per domain (columns)"
     )
-    parser.add_argument(
-        "--stamp-px",
-        type=int,
-        default=None,
-        help="stamp side in pixels (default: mock.stamp_px)",
-    )
+    add_look_options(parser)
     parser.add_argument("--seed", type=int, default=0, help="survey seed")
-    parser.add_argument(
-        "--mass-mode",
-        default=None,
-        choices=("balanced", "population"),
-        help="stellar-mass sampling (default: mock.mass_mode)",
-    )
     parser.add_argument(
         "--domains",
         nargs="+",
@@ -53,21 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Render the grid and write it with provenance beside it.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options.
-    cfg : RunConfig
-        Resolved configuration.
-
-    Returns
-    -------
-    int
-        0 on success.
-    """
-    from ergo_ray import provenance
+    """Render the grid and write it with provenance beside it."""
+    from ergo_ray.cli.stage import finish
     from ergo_ray.mock.stamps import write_stamp_png
 
     if not 1 <= args.n <= 64:
@@ -90,8 +61,12 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
         storage=cfg.storage,
     )
     parent = args.out.rsplit("/", 1)[0] if "/" in args.out else "."
-    provenance.write(parent, cfg, "stamps", args.argv)
-    log.info(
-        "wrote %d x %d stamps to %s", len(args.domains), args.n, st.redact(args.out)
+    return finish(
+        args,
+        cfg,
+        parent,
+        "wrote %d x %d stamps to %s",
+        len(args.domains),
+        args.n,
+        st.redact(args.out),
     )
-    return 0

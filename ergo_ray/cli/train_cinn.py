@@ -54,13 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     """Train and write the bundle; return the exit status."""
-    from ergo_ray import provenance
-    from ergo_ray.runtime import ensure_ray
+    from ergo_ray.cli.stage import begin
     from ergo_ray.train.cinn_stage import check_options, train_cinn
 
     check_options(args.workers)
-    ensure_ray(cfg)
-    provenance.write(args.out, cfg, "train-cinn", args.argv)
+    begin(args, cfg, args.out)
     model_id = train_cinn(
         args.data,
         args.encoder,

@@ -24,13 +24,7 @@ log = logging.getLogger("ergo_ray")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options of the ``train-nnclr`` stage.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-        The stage's sub-parser.
-    """
+    """Add the options of ``train-nnclr`` (the stage protocol: :mod:`ergo_ray.cli.stage`)."""
     parser.add_argument("--data", nargs="+", required=True, metavar="URL",
                         help="prepared shard folders (from prepare), all domains to train on")
     parser.add_argument("--out", required=True, metavar="URL",
@@ -44,29 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Train NNCLR and export the encoder; return the exit status.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options.
-    cfg : RunConfig
-        The resolved configuration.
-
-    Returns
-    -------
-    int
-        0 on success.
-    """
-    from ergo_ray import provenance
-    from ergo_ray.runtime import ensure_ray
+    """Train NNCLR and export the encoder; return the exit status."""
+    from ergo_ray.cli.stage import begin
     from ergo_ray.train.nnclr_stage import check_inputs, fit_nnclr
 
     st.locate(args.out)
     # Options and inputs are checked before Ray starts (exit status 2, one line).
     inputs = check_inputs(cfg, args.data, workers=args.workers, epochs=args.epochs)
-    ensure_ray(cfg)
-    provenance.write(args.out, cfg, "train-nnclr", args.argv)
+    begin(args, cfg, args.out)
     summary = fit_nnclr(cfg, data=args.data, out=args.out, workers=args.workers,
                         use_gpu=args.gpu, epochs=args.epochs, inputs=inputs)
     m = summary["metrics"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ergo_ray import provenance
 from ergo_ray.config.schema import RunConfig
 from ergo_ray.errors import ConfigError
 from ergo_ray.io import storage as st
@@ -36,23 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: RunConfig) -> int:
-    """Run the stage.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options.
-    cfg : RunConfig
-        Resolved configuration.
-
-    Returns
-    -------
-    int
-        Exit status.
-    """
+    """Validate the model against the set's truth; write the outputs and report."""
     from ergo_ray import load_model
+    from ergo_ray.cli.stage import finish
     from ergo_ray.evaluate.inputs import join_truth, read_set, read_truth
-    from ergo_ray.evaluate.validation import validate_set, write_validation
+    from ergo_ray.evaluate.validation import validate_set
+    from ergo_ray.evaluate.validation_output import write_validation
     from ergo_ray.runtime import driver_threads
 
     n_samples = args.samples or cfg.infer.n_samples
@@ -73,8 +61,6 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     with driver_threads(cfg.evaluate.threads):
         res = validate_set(bundle, es, n_samples, seed, tuple(cfg.evaluate.mass_bins))
     names = write_validation(args.out, res, cfg.storage)
-    provenance.write(args.out, cfg, "validate", args.argv)
     s = res.summary
-    log.info("validate: %d galaxies; ex-situ within 0.1: %s; outputs: %s", s["n_objects"],
-             s["exsitu_frac_within_0.1"], ", ".join(names))
-    return 0
+    return finish(args, cfg, args.out, "validate: %d galaxies; ex-situ within 0.1: %s; "
+                  "outputs: %s", s["n_objects"], s["exsitu_frac_within_0.1"], ", ".join(names))

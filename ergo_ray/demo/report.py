@@ -317,7 +317,7 @@ def write_report(out: str, stages: Sequence[Stage], cfg: RunConfig) -> str:
     Returns
     -------
     str
-        The summary table as plain text (printed at the end of the demo).
+        The summary table as plain text (logged at the end of the demo).
     """
     s = summarize(out, cfg)
     rows = summary_rows(s)

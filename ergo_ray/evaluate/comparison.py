@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ergo_ray.evaluate import plots, science
+from ergo_ray.evaluate import compare_plots, plots, science
 from ergo_ray.evaluate.inputs import EvalSet
 from ergo_ray.evaluate.ood import (
     OodResult,
@@ -28,8 +28,8 @@ from ergo_ray.evaluate.ood import (
     pair_ranking,
     standardise,
 )
-from ergo_ray.evaluate.report import Section, html_report, json_bytes
-from ergo_ray.evaluate.validation import Posterior
+from ergo_ray.evaluate.report import Section, html_report, json_bytes, write_files
+from ergo_ray.evaluate.set_posterior import SetPosterior, posterior_for_set
 from ergo_ray.io import storage as st
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float
     return out
 
 
-def _science(observed: str, sets: Mapping[str, EvalSet], posts: Mapping[str, Posterior],
+def _science(observed: str, sets: Mapping[str, EvalSet], posts: Mapping[str, SetPosterior],
              edges: tuple[float, ...], ood_obs: np.ndarray | None, ood_max: float | None,
              figures: dict[str, bytes]) -> dict[str, Any]:
     es, post = sets[observed], posts[observed]
@@ -185,6 +185,34 @@ def _science(observed: str, sets: Mapping[str, EvalSet], posts: Mapping[str, Pos
     }
 
 
+def _representations(bundle: Any, sets: Mapping[str, EvalSet]) -> dict[str, np.ndarray]:
+    """Return the finite representations of each set (from its images if need be)."""
+    reps: dict[str, np.ndarray] = {}
+    for name, es in sets.items():
+        if es.reps is None:
+            es.reps = np.asarray(bundle.represent(es.images), np.float32)
+            es.images = None     # the representations are all that is needed from here on
+        r = np.asarray(es.reps, np.float32)
+        reps[name] = r[np.isfinite(r).all(axis=1)]
+        log.info("compare: %d representations of %s", len(reps[name]), name)
+    return reps
+
+
+def _umap(reps: Mapping[str, np.ndarray], cfg: RunConfig, observed: str | None,
+          data: dict[str, Any], figures: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """Embed the sets jointly; add the figure to ``figures`` and the settings to ``data``."""
+    ev = cfg.evaluate
+    embedding = joint_umap(reps, ev.umap_neighbors, ev.umap_min_dist, ev.umap_max_points,
+                           seed=cfg.seed, fit_points=ev.umap_fit_points,
+                           n_epochs=ev.umap_epochs)
+    figures["umap_kde.png"] = plots.figure_png(
+        compare_plots.umap_kde_figure(embedding, observed))
+    data["umap"] = {"n_neighbors": ev.umap_neighbors, "min_dist": ev.umap_min_dist,
+                    "fit_points": ev.umap_fit_points, "epochs": ev.umap_epochs,
+                    "points": {k: len(v) for k, v in embedding.items()}}
+    return embedding
+
+
 def compare_sets(
     bundle: Any,
     sets: Mapping[str, EvalSet],
@@ -219,16 +247,7 @@ def compare_sets(
     ComparisonResult
         Tables, JSON content and figures.
     """
-    from ergo_ray.evaluate.validation import posterior_for_set
-
-    reps: dict[str, np.ndarray] = {}
-    for name, es in sets.items():
-        if es.reps is None:
-            es.reps = np.asarray(bundle.represent(es.images), np.float32)
-            es.images = None     # the representations are all that is needed from here on
-        r = np.asarray(es.reps, np.float32)
-        reps[name] = r[np.isfinite(r).all(axis=1)]
-        log.info("compare: %d representations of %s", len(reps[name]), name)
+    reps = _representations(bundle, sets)
     oc = cfg.ood
     res = ood_scores(reps, k=oc.k, metric=oc.metric, quantile=oc.quantile,
                      max_per_set=oc.max_per_set, seed=oc.seed)
@@ -241,21 +260,13 @@ def compare_sets(
         "ood": ood_json,
         "ood_table_markdown": fraction_table_markdown(res),
     }
-    figures: dict[str, bytes] = {
-        "ood_histograms.png": plots.figure_png(plots.ood_histogram_figure(res.scores, res.names)),
-    }
+    figures: dict[str, bytes] = {"ood_histograms.png": plots.figure_png(
+        compare_plots.ood_histogram_figure(res.scores, res.names))}
     if observed is not None:
         data["ranking"] = pair_ranking(res, observed)
     embedding: dict[str, np.ndarray] = {}
     if use_umap:
-        ev = cfg.evaluate
-        embedding = joint_umap(reps, ev.umap_neighbors, ev.umap_min_dist, ev.umap_max_points,
-                               seed=cfg.seed, fit_points=ev.umap_fit_points,
-                               n_epochs=ev.umap_epochs)
-        figures["umap_kde.png"] = plots.figure_png(plots.umap_kde_figure(embedding, observed))
-        data["umap"] = {"n_neighbors": ev.umap_neighbors, "min_dist": ev.umap_min_dist,
-                        "fit_points": ev.umap_fit_points, "epochs": ev.umap_epochs,
-                        "points": {k: len(v) for k, v in embedding.items()}}
+        embedding = _umap(reps, cfg, observed, data, figures)
     if observed is not None:
         n = int(n_samples or cfg.infer.n_samples)
         posts = {name: posterior_for_set(bundle, es, n, cfg.seed) for name, es in sets.items()}
@@ -339,9 +350,7 @@ def write_comparison(out: str, res: ComparisonResult, storage: StorageConfig | N
     files["report.html"] = html_report("ergo_ray comparison", _sections(res),
                                        subtitle=f"model {d['model_id']} · sets "
                                                 f"{', '.join(d['sets'])}")
-    for name, data in files.items():
-        st.write_bytes(st.join(out, name), data, storage)
-    return sorted(files)
+    return write_files(out, files, storage)
 
 
 def _sections(res: ComparisonResult) -> list[Section]:

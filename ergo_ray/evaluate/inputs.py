@@ -147,6 +147,60 @@ def _read_big(url: str, storage: StorageConfig | None, column: str, rows: np.nda
     return flat.astype(np.float32, copy=False).reshape(len(rows), -1)
 
 
+def _concat_columns(parts: list[dict[str, np.ndarray]], sizes: list[int]
+                    ) -> dict[str, np.ndarray]:
+    """Join the files' small columns; a column a file lacks is None (text) or NaN there."""
+    columns: dict[str, np.ndarray] = {}
+    for k in sorted(set().union(*[p.keys() for p in parts])):
+        chunks = []
+        for p, n in zip(parts, sizes, strict=True):
+            if k in p:
+                chunks.append(p[k])
+            else:
+                chunks.append(np.full(n, None, dtype=object) if k in ("object_id", "root_id",
+                              "domain", "split") else np.full(n, np.nan))
+        columns[k] = np.concatenate(chunks) if chunks else np.array([])
+    return columns
+
+
+def _select_rows(columns: dict[str, np.ndarray], split: str, limit: int | None, seed: int,
+                 url_list: list[str]) -> np.ndarray:
+    """Return the indices of the rows of ``split``, a seeded subsample of ``limit`` of them."""
+    keep = np.ones(len(columns["object_id"]), dtype=bool)
+    if split != "all" and "split" in columns:
+        keep = np.array([(s is None) or (s == split) for s in columns["split"]], dtype=bool)
+    sel = np.flatnonzero(keep)
+    if sel.size == 0:
+        msg = f"{', '.join(st.redact(u) for u in url_list)}: no rows in split {split!r}"
+        raise InputError(msg, source=url_list[0])
+    if limit is not None and sel.size > limit:
+        sel = np.sort(np.random.default_rng(seed).choice(sel, size=limit, replace=False))
+    return sel
+
+
+def _read_pixels(url: str, files: list[str], infos: list[dict], storage: StorageConfig | None,
+                 fsel: np.ndarray, rsel: np.ndarray) -> tuple[str, np.ndarray]:
+    """Read the images (or stored representations) of the selected rows.
+
+    Returns the column read (``"image"`` or ``"representation"``) and its values, in the
+    order of the selection (rows ``rsel`` of files ``fsel``, grouped by file in file order);
+    ``url`` names the set in the error when the files hold neither.
+    """
+    has_image = all("image" in i["names"] for i in infos)
+    has_rep = all("representation" in i["names"] for i in infos)
+    if not (has_image or has_rep):
+        msg = (f"{st.redact(url)}: needs an 'image' column (prepared shards) or a "
+               "'representation' column (embed output)")
+        raise CatalogSchemaError(msg, source=url)
+    column = "image" if has_image else "representation"
+    blocks = []
+    for fi in np.unique(fsel):
+        shape_txt = infos[fi]["meta"].get(META_IMAGE_SHAPE.decode())
+        shape = tuple(int(v) for v in shape_txt.split(",")) if shape_txt else None
+        blocks.append(_read_big(files[fi], storage, column, rsel[fsel == fi], shape))
+    return column, np.concatenate(blocks, axis=0)
+
+
 def read_set(
     urls: str | Sequence[str],
     storage: StorageConfig | None = None,
@@ -194,50 +248,18 @@ def read_set(
         cols, info = _read_small(f, storage)
         parts.append(cols)
         infos.append(info)
-    keys = sorted(set().union(*[p.keys() for p in parts]))
     sizes = [len(p["object_id"]) for p in parts]
-    columns: dict[str, np.ndarray] = {}
-    for k in keys:
-        chunks = []
-        for p, n in zip(parts, sizes, strict=True):
-            if k in p:
-                chunks.append(p[k])
-            else:
-                chunks.append(np.full(n, None, dtype=object) if k in ("object_id", "root_id",
-                              "domain", "split") else np.full(n, np.nan))
-        columns[k] = np.concatenate(chunks) if chunks else np.array([])
+    columns = _concat_columns(parts, sizes)
     file_idx = np.repeat(np.arange(len(files)), sizes)
     row_idx = np.concatenate([np.arange(n) for n in sizes]) if sizes else np.array([], int)
-    keep = np.ones(len(file_idx), dtype=bool)
-    if split != "all" and "split" in columns:
-        sp = columns["split"]
-        keep = np.array([(s is None) or (s == split) for s in sp], dtype=bool)
-    sel = np.flatnonzero(keep)
-    if sel.size == 0:
-        msg = f"{', '.join(st.redact(u) for u in url_list)}: no rows in split {split!r}"
-        raise InputError(msg, source=url_list[0])
-    if limit is not None and sel.size > limit:
-        sel = np.sort(np.random.default_rng(seed).choice(sel, size=limit, replace=False))
+    sel = _select_rows(columns, split, limit, seed, url_list)
     columns = {k: v[sel] for k, v in columns.items()}
     out = EvalSet(name=name or url_list[0], columns=columns, sources=url_list)
     if not need_pixels:
         return out
-    fsel, rsel = file_idx[sel], row_idx[sel]
-    has_image = all("image" in i["names"] for i in infos)
-    has_rep = all("representation" in i["names"] for i in infos)
-    if not (has_image or has_rep):
-        msg = (f"{st.redact(url_list[0])}: needs an 'image' column (prepared shards) or a "
-               "'representation' column (embed output)")
-        raise CatalogSchemaError(msg, source=url_list[0])
-    column = "image" if has_image else "representation"
-    blocks = []
-    for fi in np.unique(fsel):
-        shape_txt = infos[fi]["meta"].get(META_IMAGE_SHAPE.decode())
-        shape = tuple(int(v) for v in shape_txt.split(",")) if shape_txt else None
-        blocks.append(_read_big(files[fi][1], storage, column, rsel[fsel == fi], shape))
-    data = np.concatenate(blocks, axis=0)
-    # Blocks come out grouped by file in file order, which is the order of ``sel`` already.
-    if has_image:
+    column, data = _read_pixels(url_list[0], [f for _, f in files], infos, storage,
+                                file_idx[sel], row_idx[sel])
+    if column == "image":
         out.images = data
     else:
         out.reps = data

@@ -1,4 +1,4 @@
-"""Validation and comparison figures (matplotlib, object-oriented API, no pyplot state).
+"""Validation figures and the helpers every figure shares (matplotlib, no pyplot state).
 
 Every function returns a :class:`matplotlib.figure.Figure`; :func:`figure_png` turns one
 into PNG bytes. Nothing here calls ``plt.show()`` or touches the global pyplot state, so the
@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter
 
 from ergo_ray.types import TARGETS
 
 __all__ = [
+    "COLORS",
     "TARGET_LABELS",
     "TARGET_RANGES",
     "binned_percentiles",
@@ -29,9 +29,7 @@ __all__ = [
     "map_vs_truth_figure",
     "mass_bin_figure",
     "nmm_confusion_figure",
-    "ood_histogram_figure",
     "pit_figure",
-    "umap_kde_figure",
 ]
 
 #: Axis labels of the targets.
@@ -46,7 +44,8 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
     "lmm_lookback_gyr": (0.0, 13.7),
     "lmm_log_mass": (7.0, 11.5),
 }
-_COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9")
+#: Line colours, one per set or estimator.
+COLORS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9")
 
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
@@ -270,7 +269,7 @@ def coverage_figure(curves: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Fi
             if i == 0:
                 ax.fill_between(lv, lv - 2 * err, lv + 2 * err, color="0.85", lw=0,
                                 label=r"ideal $\pm 2\sigma$")
-            ax.plot(lv, cov, "o-", color=_COLORS[i], ms=3, label=f"{label} (n={cv['n']})")
+            ax.plot(lv, cov, "o-", color=COLORS[i], ms=3, label=f"{label} (n={cv['n']})")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("nominal central-interval probability")
@@ -303,7 +302,7 @@ def pit_figure(pits: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> Figure:
                 continue
             edges = np.asarray(ph["edges"])
             dens = np.asarray(ph["density"])
-            ax.stairs(dens, edges, color=_COLORS[i], lw=1.5, fill=i == 0,
+            ax.stairs(dens, edges, color=COLORS[i], lw=1.5, fill=i == 0,
                       alpha=0.35 if i == 0 else 1,
                       label=f"{label} (KS={ph['ks']:.3f})")
         ax.set_xlim(0, 1)
@@ -339,8 +338,8 @@ def mass_bin_figure(tables: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]
             c = np.array([0.5 * (r["lo"] + r["hi"]) for r in rows])
             mae = np.array([r["mae"] for r in rows], dtype=float)
             bias = np.array([r["bias"] for r in rows], dtype=float)
-            ax.plot(c, mae, "o-", color=_COLORS[i], ms=3, label=f"{label} MAE")
-            ax.plot(c, bias, "s--", color=_COLORS[i], ms=3, label=f"{label} bias")
+            ax.plot(c, mae, "o-", color=COLORS[i], ms=3, label=f"{label} MAE")
+            ax.plot(c, bias, "s--", color=COLORS[i], ms=3, label=f"{label} bias")
         ax.set_xlabel(r"$\log_{10}$ M$_*$ [M$_\odot$]")
         ax.set_ylabel("error")
         ax.set_title(TARGET_LABELS[name], fontsize=9)
@@ -376,139 +375,4 @@ def nmm_confusion_figure(results: Mapping[str, Mapping[str, Any]]) -> Figure:
         ax.set_ylabel("true")
         ax.set_title(f"{label}: precision {res['precision']:.2f}, recall {res['recall']:.2f}",
                      fontsize=9)
-    return fig
-
-
-def ood_histogram_figure(
-    scores: Mapping[tuple[str, str], np.ndarray], names: Sequence[str],
-    threshold: float = 1.0,
-) -> Figure:
-    """Distributions of scaled OOD scores (Fig. 8 style), one panel per query set.
-
-    Parameters
-    ----------
-    scores : mapping
-        ``(query, reference)`` → scaled scores.
-    names : sequence of str
-        Set names (panel order; each panel shows the query against every reference).
-    threshold : float
-        The OOD threshold (vertical line).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        A grid of panels.
-    """
-    n = len(names)
-    ncol = min(n, 3)
-    nrow = int(np.ceil(n / ncol))
-    fig = Figure(figsize=(4.3 * ncol, 3.4 * nrow), layout="constrained")
-    axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
-    allv = np.concatenate([np.asarray(v) for v in scores.values()])
-    allv = allv[np.isfinite(allv) & (allv > 0)]
-    lo = float(min(np.percentile(allv, 0.5), 0.8)) if allv.size else 0.5
-    hi = float(max(np.percentile(allv, 99.5), 1.5)) if allv.size else 3.0
-    edges = np.geomspace(lo, hi, 50)
-    for ax, a in zip(axes, names, strict=False):
-        for i, b in enumerate(names):
-            s = scores.get((a, b))
-            if s is None:
-                continue
-            s = np.asarray(s)
-            s = s[np.isfinite(s)]
-            frac = float(np.mean(s > threshold)) if s.size else float("nan")
-            ax.hist(np.clip(s, edges[0], edges[-1]), bins=edges, histtype="step",
-                    weights=np.full(s.size, 1.0 / max(s.size, 1)),
-                    color=_COLORS[i % 10], lw=2 if a == b else 1.2,
-                    label=f"{a}-{b}: {frac:.1%} > {threshold:g}")
-        ax.axvline(threshold, color="k", ls=":", lw=1)
-        ax.set_xscale("log")
-        ticks = [t for t in (0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if edges[0] <= t <= edges[-1]]
-        ax.xaxis.set_major_locator(FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("scaled OOD score (log)")
-        ax.set_ylabel("fraction per bin")
-        ax.set_title(f"query: {a}")
-        legend(ax, fontsize=7)
-    for ax in axes[n:]:
-        ax.set_visible(False)
-    return fig
-
-
-def _kde_levels(density: np.ndarray, masses: Sequence[float]) -> list[float]:
-    """Density thresholds whose super-level sets enclose the given probability masses."""
-    flat = np.sort(density.ravel())[::-1]
-    cum = np.cumsum(flat)
-    cum /= cum[-1] if cum[-1] > 0 else 1.0
-    levels = [float(flat[min(np.searchsorted(cum, m), flat.size - 1)]) for m in masses]
-    return sorted(set(levels))
-
-
-def umap_kde_figure(
-    embedding: Mapping[str, np.ndarray], observed: str | None,
-    masses: Sequence[float] = (0.5, 0.8, 0.95), grid: int = 100,
-) -> Figure:
-    """Joint UMAP with KDE isodensity contours of each set against the observed set (Fig. 7).
-
-    Parameters
-    ----------
-    embedding : mapping
-        Set name → (N_i, 2) UMAP coordinates (one joint embedding).
-    observed : str or None
-        The observed set drawn in every panel; without one, all sets share one panel.
-    masses : sequence of float
-        Probability masses enclosed by the contours.
-    grid : int
-        KDE grid size per axis.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        One panel per other set.
-    """
-    from scipy.stats import gaussian_kde
-
-    allp = np.concatenate([np.asarray(v) for v in embedding.values()])
-    pad = 0.05 * (allp.max(axis=0) - allp.min(axis=0) + 1e-9)
-    lo, hi = allp.min(axis=0) - pad, allp.max(axis=0) + pad
-    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], grid), np.linspace(lo[1], hi[1], grid))
-    pts = np.vstack([gx.ravel(), gy.ravel()])
-
-    def density(xy: np.ndarray) -> np.ndarray | None:
-        if xy.shape[0] < 5:
-            return None
-        try:
-            return gaussian_kde(xy.T)(pts).reshape(gx.shape)
-        except np.linalg.LinAlgError:
-            return None
-
-    names = list(embedding)
-    others = [n for n in names if n != observed] if observed in embedding else [None]
-    ncol = min(len(others), 3)
-    nrow = int(np.ceil(len(others) / ncol))
-    fig = Figure(figsize=(4.4 * ncol, 4.0 * nrow), layout="constrained")
-    axes = fig.subplots(nrow, ncol, squeeze=False).ravel()
-    obs_d = density(np.asarray(embedding[observed])) if observed in embedding else None
-    for ax, name in zip(axes, others, strict=False):
-        ax.scatter(allp[:, 0], allp[:, 1], s=1, color="0.85", rasterized=True)
-        shown = [name] if name is not None else names
-        for nm in shown:
-            i = names.index(nm)
-            d = density(np.asarray(embedding[nm]))
-            if d is not None:
-                ax.contour(gx, gy, d, levels=_kde_levels(d, masses), colors=_COLORS[i % 10],
-                           linewidths=1.2)
-                ax.plot([], [], color=_COLORS[i % 10], label=nm)
-        if obs_d is not None:
-            i = names.index(observed)  # type: ignore[arg-type]
-            ax.contour(gx, gy, obs_d, levels=_kde_levels(obs_d, masses), colors="k",
-                       linewidths=1.0, linestyles="--")
-            ax.plot([], [], "k--", label=str(observed))
-        ax.set_xlabel("UMAP 1")
-        ax.set_ylabel("UMAP 2")
-        ax.set_title(f"{name} vs {observed}" if name and observed else "all sets")
-        legend(ax, fontsize=7)
-    for ax in axes[len(others):]:
-        ax.set_visible(False)
     return fig

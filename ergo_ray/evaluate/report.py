@@ -8,11 +8,16 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["Section", "html_report", "json_bytes", "to_jsonable"]
+from ergo_ray.io import storage as st
+
+if TYPE_CHECKING:
+    from ergo_ray.config.schema import StorageConfig
+
+__all__ = ["Section", "html_report", "json_bytes", "to_jsonable", "write_files"]
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -126,3 +131,26 @@ def html_report(title: str, sections: Sequence[Section], subtitle: str = "") -> 
                        "</figcaption></figure>")
     out.append("</body></html>")
     return "\n".join(out).encode()
+
+
+def write_files(out: str, files: Mapping[str, bytes], storage: StorageConfig | None = None
+                ) -> list[str]:
+    """Write the outputs of an evaluation stage into one folder.
+
+    Parameters
+    ----------
+    out : str
+        Output folder URL.
+    files : mapping of str to bytes
+        File name → content.
+    storage : StorageConfig, optional
+        Storage settings.
+
+    Returns
+    -------
+    list of str
+        The names written, sorted.
+    """
+    for name, data in files.items():
+        st.write_bytes(st.join(out, name), data, storage)
+    return sorted(files)

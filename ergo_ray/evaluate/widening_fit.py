@@ -103,30 +103,20 @@ def _sample_set(bundle: ModelBundle, es: EvalSet, n_samples: int, seed: int
     reps : numpy.ndarray
         (n_keep, D) their representations.
     """
-    from ergo_ray.errors import BadObjectError
-    from ergo_ray.models.cinn import object_seeds
     from ergo_ray.models.observables import observable_values
 
     reps = np.asarray(es.reps if es.reps is not None else bundle.represent(es.images),
                       np.float32)
-    cond = bundle.condition(reps, observable_values(bundle.observables, es.column, len(es)))
-    keep = np.isfinite(cond).all(axis=1)
-    seeds = object_seeds([str(o) for o in es.columns["object_id"]], seed)
-    idx = np.flatnonzero(keep)
-    try:
-        out = bundle.sample_condition(cond[idx], n_samples, seeds=seeds[idx])
-    except BadObjectError:  # retry one by one; a galaxy whose samples fail is left out
-        parts = []
-        for i in idx:
-            try:
-                parts.append(bundle.sample_condition(cond[i:i + 1], n_samples,
-                                                     seeds=seeds[i:i + 1]))
-            except BadObjectError as err:
-                log.warning("widening fit: %s left out (%s)", es.columns["object_id"][i],
-                            err.reason or err)
-                keep[i] = False
-        out = np.concatenate(parts) if parts else np.empty((0, n_samples, 3), np.float32)
-    return out, keep, reps[keep]
+    post = bundle.posterior_from_representations(
+        reps, observables=observable_values(bundle.observables, es.column, len(es)),
+        object_ids=[str(o) for o in es.columns["object_id"]])
+    samples = post.sample(n_samples, seed)
+    keep = post.ok
+    if post.errors:
+        first = next(iter(post.errors.items()))
+        log.warning("widening fit: %d galaxies of %s left out (first: %s, %s)",
+                    len(post.errors), es.name, *first)
+    return samples[keep], keep, reps[keep]
 
 
 def add_widening(bundle_url: str, data_urls: Sequence[str], cfg: RunConfig) -> str:

@@ -34,7 +34,7 @@ from ergo_ray.ingest.tng import (
     read_snapshot_table,
     truth_from_catalogues,
 )
-from ergo_ray.io import sources, storage
+from ergo_ray.io import layouts, storage
 from ergo_ray.io.catalog import part_name, rows_to_table, write_part
 
 log = logging.getLogger("ergo_ray")
@@ -104,7 +104,7 @@ def read_root_ids(url: str, keys: set[tuple[int, int]], store: StorageConfig | N
             msg = f"{storage.redact(url)}: not a readable HDF5 file ({err})"
             raise InputError(msg, url) from err
     else:
-        from ergo_ray.io.catalog import read_user_catalog
+        from ergo_ray.io.user_catalog import read_user_catalog
 
         table = read_user_catalog(url, store, required=cols)
         snap, sub, root = (np.asarray(table.column(c).to_numpy(zero_copy_only=False)) for c in cols)
@@ -142,7 +142,7 @@ def ingest_chunk(opts: SimIngestOptions, snap: int, files: Sequence[tuple[int, i
     dict
         Counts: ``rows``, ``errors``, ``selected_out`` (below the mass cut).
     """
-    from ergo_ray.io.fits import read_tng_mock
+    from ergo_ray.io.fits_tng import read_tng_mock
 
     subs = np.array([f[0] for f in files], dtype=np.int64)
     asm_url = hdf5.find_catalogue(opts.assembly, hdf5.ASSEMBLY_NAMES, snap, store)
@@ -225,7 +225,7 @@ def run_ingest_sim(opts: SimIngestOptions, store: StorageConfig | None) -> dict[
     snapshots = read_snapshot_table(storage.read_bytes(opts.snapshots, store), opts.snapshots)
     urls = storage.list_files(opts.images, store)
     base = storage.locate(opts.images).url
-    others = sources.unrecognised_units(urls, base, "tng-fits")
+    others = layouts.unrecognised_units(urls, base, "tng-fits")
     outside = sum(
         1 for u in urls
         if (p := parse_image_name(u)) and not opts.snap_min <= p.snap <= opts.snap_max

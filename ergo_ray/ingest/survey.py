@@ -20,8 +20,9 @@ import pyarrow as pa
 
 from ergo_ray.config.schema import StorageConfig
 from ergo_ray.errors import CatalogSchemaError
-from ergo_ray.io import sources, storage
-from ergo_ray.io.catalog import part_name, read_user_catalog, rows_to_table, write_part
+from ergo_ray.io import layouts, sources, storage
+from ergo_ray.io.catalog import part_name, rows_to_table, write_part
+from ergo_ray.io.user_catalog import read_user_catalog
 
 log = logging.getLogger("ergo_ray")
 
@@ -109,7 +110,7 @@ def normalise_catalog(table: pa.Table, domain: str, source: str) -> pa.Table:
     return pa.table(out)
 
 
-def _check_unit(unit: sources.Unit, part: int, out: str, store: StorageConfig | None
+def _check_unit(unit: layouts.Unit, part: int, out: str, store: StorageConfig | None
                 ) -> dict[str, int]:
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []

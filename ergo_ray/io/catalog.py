@@ -1,9 +1,10 @@
-"""Catalogue tables: Parquet catalogue folders and user catalogues (CSV, FITS, Parquet).
+"""Catalogue tables: the Parquet catalogue folders ergo_ray writes and reads.
 
 A catalogue folder is ``URL/catalog/part-*.parquet`` (the mock, ingest and prepare stages
 write one); the hidden-truth table of the ``hsc`` mock domain is ``URL/truth/part-*.parquet``.
 Every Parquet file ergo_ray writes carries key-value metadata ``ergo_ray.version``,
-``ergo_ray.schema`` and ``ergo_ray.kind``.
+``ergo_ray.schema`` and ``ergo_ray.kind``. A user's own catalogue (CSV, FITS, Parquet) is read
+by :mod:`ergo_ray.io.user_catalog`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ergo_ray import __version__
-from ergo_ray.errors import CatalogSchemaError, InputError, StorageError
+from ergo_ray.errors import CatalogSchemaError, InputError
 from ergo_ray.io import storage as st
 from ergo_ray.io.schemas import (
     CATALOG_FIELDS,
@@ -36,11 +37,11 @@ __all__ = [
     "CATALOG_DIR",
     "TRUTH_DIR",
     "catalog_parts",
+    "conform_types",
     "part_name",
     "read_catalog",
     "read_metadata",
     "read_parquet_file",
-    "read_user_catalog",
     "rows_to_table",
     "table_to_bytes",
     "validate_columns",
@@ -184,8 +185,19 @@ def validate_columns(
         raise CatalogSchemaError(msg, source)
 
 
-def _conform(table: pa.Table) -> pa.Table:
-    """Cast known columns to their contract types (int → float, large_string → string)."""
+def conform_types(table: pa.Table) -> pa.Table:
+    """Cast known columns to their contract types (int → float, large_string → string).
+
+    Parameters
+    ----------
+    table : pyarrow.Table
+        Any table.
+
+    Returns
+    -------
+    pyarrow.Table
+        The table, its contract and optional-observable columns cast to their types.
+    """
     for i, field in enumerate(table.schema):
         want = _KNOWN_TYPES.get(field.name)
         if want is not None and field.type != want:
@@ -388,126 +400,8 @@ def read_catalog(
     for part in catalog_parts(url, storage, sub):
         table = read_parquet_file(part, storage)
         validate_columns(table.schema, part, required)
-        table = _conform(table)
+        table = conform_types(table)
         if columns:
             table = table.select([c for c in columns if c in table.column_names])
         tables.append(table.replace_schema_metadata(None))
     return pa.concat_tables(tables, promote_options="permissive")
-
-
-# --------------------------------------------------------------------------- user catalogues
-
-
-def _fits_table(data: bytes, url: str) -> pa.Table:
-    from astropy.table import Table
-
-    from ergo_ray.io.fits import fits_bytes_open
-
-    with fits_bytes_open(data, url) as hdul:
-        hdu = next((h for h in hdul if getattr(h, "columns", None) is not None), None)
-        if hdu is None:
-            msg = f"{st.redact(url)}: FITS file has no table HDU"
-            raise InputError(msg, url)
-        table = Table.read(hdu)
-    cols: dict[str, pa.Array] = {}
-    for name in table.colnames:
-        col = table[name]
-        values = np.asarray(col)
-        if values.ndim > 1:
-            continue  # vector columns have no catalogue meaning here
-        mask = np.asarray(getattr(col, "mask", np.zeros(len(col), bool)), dtype=bool)
-        if values.dtype.kind == "S":
-            values = np.char.decode(values, "utf-8")
-        if values.dtype.kind == "U":
-            values = np.char.strip(values)
-            cols[name] = pa.array(
-                [None if m else str(v) for v, m in zip(values, mask, strict=True)],
-                type=pa.string(),
-            )
-        else:
-            cols[name] = pa.array(
-                values.astype(values.dtype.newbyteorder("=")),
-                mask=mask if mask.any() else None,
-            )
-    return pa.table(cols)
-
-
-def _is_dir(url: str, storage: StorageConfig | None) -> bool:
-    fs, path = st.fsspec_fs(url, storage)
-    try:
-        return bool(fs.isdir(path))
-    except OSError:
-        return False
-
-
-def read_user_catalog(
-    url: str, storage: StorageConfig | None = None, required: Iterable[str] = ()
-) -> pa.Table:
-    """Read a user's catalogue: CSV (``.csv``, ``.csv.gz``), FITS table or Parquet.
-
-    Parameters
-    ----------
-    url : str
-        File URL (or a folder of Parquet parts).
-    storage : StorageConfig, optional
-        Storage settings.
-    required : iterable of str
-        Columns the caller needs (e.g. ``("ra", "dec")``).
-
-    Returns
-    -------
-    pyarrow.Table
-        The table, with known columns cast to the contract types where they exist.
-
-    Raises
-    ------
-    CatalogSchemaError
-        Missing required columns (all listed) or known columns of unusable types.
-    InputError
-        Unknown file type or unreadable file.
-    """
-    import pyarrow.csv as pcsv
-
-    name = str(url).lower()
-    try:
-        if name.endswith((".csv", ".csv.gz", ".txt")):
-            data = st.read_bytes(url, storage)
-            if data[:2] == b"\x1f\x8b":
-                import gzip
-
-                data = gzip.decompress(data)
-            table = pcsv.read_csv(io.BytesIO(data))
-        elif name.endswith((".fits", ".fit", ".fits.gz", ".fit.gz")):
-            table = _fits_table(st.read_bytes(url, storage), url)
-        elif name.endswith(".parquet") or _is_dir(url, storage):
-            parts = (
-                [url]
-                if name.endswith(".parquet")
-                else st.list_files(url, storage, (".parquet",))
-            )
-            if not parts:
-                msg = f"{st.redact(url)}: no Parquet files in this folder"
-                raise InputError(msg, url)
-            table = pa.concat_tables(
-                [read_parquet_file(p, storage) for p in parts],
-                promote_options="permissive",
-            )
-        else:
-            msg = (
-                f"{st.redact(url)}: unknown catalogue type; use .csv, .fits or .parquet"
-            )
-            raise InputError(msg, url)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-        msg = f"{st.redact(url)}: cannot parse catalogue ({err})"
-        raise InputError(msg, url) from err
-    except StorageError:
-        raise
-    for name in ("object_id", "root_id"):
-        # survey IDs are integers in HSC/SDSS tables; ergo_ray's IDs are strings (contract.md)
-        if name in table.column_names and pa.types.is_integer(
-            table.schema.field(name).type
-        ):
-            i = table.schema.get_field_index(name)
-            table = table.set_column(i, name, table.column(i).cast(pa.string()))
-    validate_columns(table.schema, url, required)
-    return _conform(table.replace_schema_metadata(None))

@@ -24,7 +24,7 @@ from ergo_ray.errors import BadObjectError, InputError
 from ergo_ray.io import storage as st
 from ergo_ray.io.catalog import rows_to_table, table_to_bytes
 from ergo_ray.io.cutout import Cutout
-from ergo_ray.io.fits import validate_cutout
+from ergo_ray.io.fits_common import validate_cutout
 from ergo_ray.io.schemas import META_IMAGE_SHAPE, META_KIND
 
 if TYPE_CHECKING:

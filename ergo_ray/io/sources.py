@@ -12,7 +12,8 @@ Every file under the folder is accounted for: it is read (an image of an object,
 table under ``catalog/``, ``truth/`` or ``errors/``, ergo_ray's ``_``/``.`` bookkeeping),
 or it becomes a unit of kind ``unrecognised`` whose one row is an error with the reason
 ``unrecognised_file`` or ``unsupported_compression``. An image file with no row in the
-catalogue joined to it is an object with the reason ``no_catalog_row``.
+catalogue joined to it is an object with the reason ``no_catalog_row``. Which file is what
+is :mod:`ergo_ray.io.layouts`' business.
 """
 
 from __future__ import annotations
@@ -24,15 +25,20 @@ from typing import TYPE_CHECKING, Any
 
 from ergo_ray.errors import BadObjectError, FitsFormatError, InputError, StorageError
 from ergo_ray.io import storage as st
-from ergo_ray.io.catalog import CATALOG_DIR, TRUTH_DIR, read_catalog
+from ergo_ray.io.catalog import CATALOG_DIR, read_catalog
 from ergo_ray.io.cutout import Cutout
-from ergo_ray.io.fits import (
-    FITS_SUFFIXES,
-    hsc_cutout_name,
-    parse_hsc_cutout_name,
-    parse_tng_mock_name,
-    read_hsc_cutout,
-    read_tng_mock,
+from ergo_ray.io.fits_hsc import hsc_cutout_name, read_hsc_cutout
+from ergo_ray.io.fits_tng import read_tng_mock
+from ergo_ray.io.layouts import (
+    FORMATS,
+    UNRECOGNISED,
+    Unit,
+    detect_format,
+    hsc_items,
+    is_shard,
+    relative_name,
+    tng_items,
+    unrecognised_units,
 )
 from ergo_ray.io.prefetch import Prefetcher
 from ergo_ray.io.shards import iter_raw_shard
@@ -41,70 +47,9 @@ from ergo_ray.types import RAW_BANDS
 if TYPE_CHECKING:
     from ergo_ray.config.schema import StorageConfig
 
-__all__ = [
-    "FORMATS",
-    "UNRECOGNISED",
-    "Unit",
-    "detect_format",
-    "discover",
-    "iter_survey",
-    "read_unit",
-    "unrecognised_units",
-]
+__all__ = ["discover", "iter_survey", "read_unit"]
 
 log = logging.getLogger("ergo_ray")
-
-#: A unit of reading work: a small picklable dict (see :func:`discover`).
-Unit = dict[str, Any]
-#: Layouts a survey folder may have.
-FORMATS: tuple[str, ...] = ("shards", "tng-fits", "hsc-fits")
-#: The unit kind of a file no reader knows (one error row per file).
-UNRECOGNISED = "unrecognised"
-SHARDS_DIR = "shards"
-#: Folders of tables (Parquet) that a survey folder may hold beside its images.
-_TABLE_DIRS = (CATALOG_DIR, TRUTH_DIR, "errors")
-#: Whole-file compressions no reader decompresses (``.gz`` and ``.fz`` are read).
-_UNSUPPORTED_COMPRESSION = (".bz2", ".xz", ".lzma", ".zst", ".lz4", ".z", ".zip", ".7z",
-                            ".tar", ".tgz")
-_EXPECTED = {
-    "shards": "shards/part-*.parquet",
-    "tng-fits": "shalo_{snap}-{subhalo}_v{projection}_HSC_GRI.fits[.gz|.fz]",
-    "hsc-fits": "{lineno}-cutout-HSC-{G,R,I}-{tract}-{rerun}.fits[.gz|.fz]",
-}
-
-
-def _rel(url: str, base: str) -> str:
-    base = base.rstrip("/")
-    return (
-        url[len(base) + 1 :] if url.startswith(base + "/") else posixpath.basename(url)
-    )
-
-
-def detect_format(files: list[str]) -> str | None:
-    """Return the layout of a list of file URLs (``shards``, ``tng-fits``, ``hsc-fits``).
-
-    Parameters
-    ----------
-    files : list of str
-        File URLs under a survey folder.
-
-    Returns
-    -------
-    str or None
-        The first layout found, in the order of :data:`FORMATS`; None if none.
-    """
-    if any(_is_shard(f) for f in files):
-        return "shards"
-    if any(parse_tng_mock_name(f) for f in files):
-        return "tng-fits"
-    if any(parse_hsc_cutout_name(f) for f in files):
-        return "hsc-fits"
-    return None
-
-
-def _is_shard(url: str) -> bool:
-    parent = posixpath.basename(posixpath.dirname(url))
-    return url.endswith(".parquet") and parent == SHARDS_DIR
 
 
 def _load_rows(
@@ -177,11 +122,11 @@ def discover(
         )
     if fmt == "shards":
         shards = [
-            {"kind": "shards", "base": base, "url": f} for f in files if _is_shard(f)
+            {"kind": "shards", "base": base, "url": f} for f in files if is_shard(f)
         ]
         return shards + others
     rows = _load_rows(url, catalog_url, storage)
-    items = _tng_items(files, base, rows) if fmt == "tng-fits" else _hsc_items(files, base, rows)
+    items = tng_items(files, base, rows) if fmt == "tng-fits" else hsc_items(files, base, rows)
     log.debug("discovered %d %s objects under %s", len(items), fmt, st.redact(url))
     size = max(1, int(max_objects))
     units = [
@@ -189,172 +134,6 @@ def discover(
         for i in range(0, len(items), size)
     ]
     return units + others
-
-
-def _recognised(rel: str, fmt: str) -> bool:
-    """Whether a file (relative to the folder) is one of the layout's, or a table."""
-    parts = rel.split("/")
-    if any(p.startswith(("_", ".")) for p in parts):
-        return True  # ergo_ray's bookkeeping (``_meta/``, ``_parts/``), hidden files
-    if len(parts) > 1 and parts[0] in _TABLE_DIRS and rel.endswith(".parquet"):
-        return True
-    if fmt == "shards":
-        return _is_shard(rel)
-    if fmt == "tng-fits":
-        return parse_tng_mock_name(rel) is not None
-    return parse_hsc_cutout_name(rel) is not None
-
-
-def unrecognised_units(files: list[str], base: str, fmt: str) -> list[Unit]:
-    """List the files no reader of a layout knows, one ``unrecognised`` unit each.
-
-    Parameters
-    ----------
-    files : list of str
-        File URLs under ``base``.
-    base : str
-        The survey folder.
-    fmt : str
-        Its layout (one of :data:`FORMATS`).
-
-    Returns
-    -------
-    list of Unit
-        ``kind="unrecognised"``, ``base``, ``url``, ``reason`` (``unrecognised_file`` or
-        ``unsupported_compression``) and ``message`` (naming the file and why), for
-        every file that is neither of the layout nor a table or ergo_ray bookkeeping.
-    """
-    units = []
-    for f in files:
-        rel = _rel(f, base)
-        if _recognised(rel, fmt):
-            continue
-        name = posixpath.basename(rel).lower()
-        other = detect_format([f])
-        if ".fits." in name and not name.endswith(FITS_SUFFIXES):
-            reason = "unsupported_compression"
-            why = (
-                f"compressed as {posixpath.splitext(name)[1]!r}; FITS files are read "
-                f"plain, gzip-compressed (.fits.gz) or tile-compressed (.fits.fz)"
-            )
-        elif name.endswith(_UNSUPPORTED_COMPRESSION):
-            reason = "unsupported_compression"
-            why = "a compressed archive no reader opens"
-        elif other not in (None, fmt):
-            reason = "unrecognised_file"
-            why = f"a {other} file in a {fmt} folder (one folder holds one layout)"
-        else:
-            reason = "unrecognised_file"
-            why = f"not a file of the {fmt} layout ({_EXPECTED[fmt]})"
-        msg = f"{st.redact(f)}: {why}"
-        units.append(
-            {"kind": UNRECOGNISED, "base": base, "url": f, "reason": reason,
-             "message": msg}
-        )
-    return units
-
-
-def _tng_items(
-    files: list[str], base: str, rows: list[dict[str, Any]] | None
-) -> list[dict[str, Any]]:
-    by_name = {posixpath.basename(f): f for f in files if parse_tng_mock_name(f)}
-    if rows is None:
-        items = []
-        for name, f in sorted(by_name.items()):
-            p = parse_tng_mock_name(name)
-            assert p is not None
-            stem = name.split(".fits")[0]
-            row = {
-                "object_id": stem,
-                "root_id": f"shalo_{p.snap:03d}-{p.subhalo}",
-                "projection": p.projection,
-                "snap": p.snap,
-                "subhalo": p.subhalo,
-                "file": _rel(f, base),
-            }
-            items.append({"row": row, "url": f})
-        return items
-    items, used = [], set()
-    for row in rows:
-        name = posixpath.basename(str(row.get("file") or ""))
-        f = by_name.get(name)
-        if f is None:
-            f = st.join(
-                base, str(row.get("file") or f"<no file for {row['object_id']}>")
-            )
-        used.add(name)
-        items.append({"row": row, "url": f})
-    for name in sorted(set(by_name) - used):
-        f = by_name[name]
-        row = {"object_id": name.split(".fits")[0], "file": _rel(f, base)}
-        msg = f"{st.redact(f)}: no row of the catalogue names this file"
-        items.append({"row": row, "url": f, "error": ("no_catalog_row", msg)})
-    return items
-
-
-def _hsc_items(
-    files: list[str], base: str, rows: list[dict[str, Any]] | None
-) -> list[dict[str, Any]]:
-    groups: dict[int, dict[int, dict[str, str]]] = {}
-    for f in files:
-        p = parse_hsc_cutout_name(f)
-        if p is not None:  # z, y files too: an object may come without g, r, i
-            groups.setdefault(p.lineno, {}).setdefault(p.tract, {})[p.band] = f
-
-    def pick(lineno: int) -> tuple[int | None, dict[str, str]]:
-        tracts = groups.get(lineno, {})
-        if not tracts:
-            return None, {}
-        # an object on a tract boundary may come in several tracts: prefer a complete one
-        tract = max(
-            sorted(tracts), key=lambda t: sum(b in tracts[t] for b in RAW_BANDS)
-        )
-        return tract, {b: f for b, f in tracts[tract].items() if b in RAW_BANDS}
-
-    items = []
-    if rows is None:
-        for lineno in sorted(groups):
-            tract, bands = pick(lineno)
-            rel = _rel(next(iter(bands.values())), base)
-            row = {
-                "object_id": f"hsc-line-{lineno}",
-                "root_id": f"hsc-line-{lineno}",
-                "cutout_lineno": lineno,
-                "tract": tract,
-                "file": rel,
-            }
-            items.append({"row": row, "lineno": lineno, "tract": tract, "files": bands})
-        return items
-    listed = set()
-    for row in rows:
-        lineno = row.get("cutout_lineno")
-        if lineno is None and row.get("file"):
-            parsed = parse_hsc_cutout_name(str(row["file"]))
-            lineno = parsed.lineno if parsed else None
-        if lineno is None:
-            items.append({"row": row, "lineno": None, "tract": None, "files": {}})
-            continue
-        listed.add(int(lineno))
-        tract, bands = pick(int(lineno))
-        items.append(
-            {"row": row, "lineno": int(lineno), "tract": tract, "files": bands}
-        )
-    for lineno in sorted(set(groups) - listed):
-        names = sorted(f for t in groups[lineno].values() for f in t.values())
-        row = {
-            "object_id": f"hsc-line-{lineno}",
-            "cutout_lineno": lineno,
-            "file": _rel(names[0], base),
-        }
-        msg = (
-            f"{st.redact(names[0])}: no row of the catalogue has cutout_lineno "
-            f"{lineno} ({len(names)} file(s) of this object)"
-        )
-        items.append(
-            {"row": row, "lineno": lineno, "tract": None, "files": {},
-             "error": ("no_catalog_row", msg)}
-        )
-    return items
 
 
 def _reason(err: Exception) -> str:
@@ -409,7 +188,7 @@ def read_unit(
     if kind == "shards":
         yield from _read_shard_unit(unit, storage)
     elif kind == UNRECOGNISED:
-        row = {"object_id": None, "file": _rel(unit["url"], unit["base"])}
+        row = {"object_id": None, "file": relative_name(unit["url"], unit["base"])}
         yield row, BadObjectError(unit["message"], None, unit["reason"])
     elif kind in ("tng-fits", "hsc-fits") and st.locate(unit["base"]).scheme == "file":
         yield from _read_fits_unit(unit, storage, st.read_bytes)
@@ -499,7 +278,7 @@ def _read_shard_unit(
     unit: Unit, storage: StorageConfig | None
 ) -> Iterator[tuple[dict[str, Any], Cutout | BadObjectError]]:
     url = unit["url"]
-    rel = _rel(url, unit["base"])
+    rel = relative_name(url, unit["base"])
     try:
         for row, cut in iter_raw_shard(url, storage):
             row.setdefault("file", rel)

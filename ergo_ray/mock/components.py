@@ -144,10 +144,26 @@ def tidal_components(
     list of Component
         Gaussian segments along the arcs.
     """
-    comps: list[Component] = []
     width = float(rng.uniform(0.3, 1.0)) * width_mult / kpc  # arcsec
     width = max(width, 0.12)
-    # arcs: (inner radius, outer radius, central angle, angular extent), arcsec / radians
+    arcs, weights = _tidal_arcs(rng, kind, re, pa)
+    if kind == 3:
+        width *= 0.6
+    sense = 1.0 if rng.uniform() < 0.5 else -1.0
+    comps: list[Component] = []
+    for arc, w in zip(arcs, weights, strict=True):
+        comps += _arc_segments(arc, flux_i * w, colour, width, sense)
+    return _renormalised(comps, flux_i)
+
+
+def _tidal_arcs(
+    rng: np.random.Generator, kind: int, re: float, pa: float
+) -> tuple[list[tuple[float, float, float, float]], np.ndarray]:
+    """Draw the arcs of the features and their flux weights (summing to 1).
+
+    Each arc is (inner radius, outer radius, central angle, angular extent), arcsec and
+    radians.
+    """
     arcs: list[tuple[float, float, float, float]] = []
     if kind == 2:  # shells: 2–4 arcs at geometric radii, alternating sides of the major axis
         n_sh = int(rng.integers(2, 5))
@@ -166,48 +182,60 @@ def tidal_components(
             ext = math.radians(float(rng.uniform(40, 130)))
             arcs.append((r_in, r_out, base + k * math.pi, ext))
         weights = np.ones(n_arc)
-        if kind == 3:
-            width *= 0.6
-    weights = weights / weights.sum()
-    sense = 1.0 if rng.uniform() < 0.5 else -1.0
-    for (r_in, r_out, centre, extent), w in zip(arcs, weights, strict=True):
-        r_in, r_out = min(r_in, 4.5), min(r_out, 4.8)
-        n_seg = 10
-        arc_len = 0.5 * (r_in + r_out) * extent + (r_out - r_in)
-        # Gaussian segments: σ across the arc = width, σ along it ~ the segment spacing
-        seg_len = max(0.75 * arc_len / n_seg, width)
-        for j in range(n_seg):
-            t = (j + 0.5) / n_seg - 0.5
-            phi = centre + sense * t * extent
-            radius = r_in + (r_out - r_in) * (t + 0.5)
-            # tails fade towards their tip; shells are brightest at their centre
-            taper = math.exp(-0.5 * (2.2 * t) ** 2) if r_in == r_out else 1.2 - (t + 0.5)
-            dx, dy = radius * math.cos(phi), radius * math.sin(phi)
-            comps.append(
-                Component(
-                    "gaussian",
-                    band_fluxes(flux_i * w * taper, *colour),
-                    math.sqrt(width * seg_len),
-                    q=width / seg_len,
-                    beta_deg=math.degrees(phi) + 90.0,
-                    dx=dx,
-                    dy=dy,
-                )
-            )
-    # renormalise so the features carry exactly flux_i in i
-    tot = sum(c.flux[2] for c in comps)
-    if tot > 0:
-        s = flux_i / tot
-        comps = [
+    return arcs, weights / weights.sum()
+
+
+def _arc_segments(
+    arc: tuple[float, float, float, float],
+    flux_i: float,
+    colour: tuple[float, float],
+    width: float,
+    sense: float,
+) -> list[Component]:
+    """Lay ten sheared Gaussian segments along one arc, carrying about ``flux_i`` in i."""
+    r_in, r_out, centre, extent = arc
+    r_in, r_out = min(r_in, 4.5), min(r_out, 4.8)
+    n_seg = 10
+    arc_len = 0.5 * (r_in + r_out) * extent + (r_out - r_in)
+    # Gaussian segments: σ across the arc = width, σ along it ~ the segment spacing
+    seg_len = max(0.75 * arc_len / n_seg, width)
+    comps = []
+    for j in range(n_seg):
+        t = (j + 0.5) / n_seg - 0.5
+        phi = centre + sense * t * extent
+        radius = r_in + (r_out - r_in) * (t + 0.5)
+        # tails fade towards their tip; shells are brightest at their centre
+        taper = math.exp(-0.5 * (2.2 * t) ** 2) if r_in == r_out else 1.2 - (t + 0.5)
+        dx, dy = radius * math.cos(phi), radius * math.sin(phi)
+        comps.append(
             Component(
-                c.kind,
-                (c.flux[0] * s, c.flux[1] * s, c.flux[2] * s),
-                c.hlr,
-                q=c.q,
-                beta_deg=c.beta_deg,
-                dx=c.dx,
-                dy=c.dy,
+                "gaussian",
+                band_fluxes(flux_i * taper, *colour),
+                math.sqrt(width * seg_len),
+                q=width / seg_len,
+                beta_deg=math.degrees(phi) + 90.0,
+                dx=dx,
+                dy=dy,
             )
-            for c in comps
-        ]
+        )
     return comps
+
+
+def _renormalised(comps: list[Component], flux_i: float) -> list[Component]:
+    """Scale the components so that together they carry exactly ``flux_i`` in i."""
+    tot = sum(c.flux[2] for c in comps)
+    if tot <= 0:
+        return comps
+    s = flux_i / tot
+    return [
+        Component(
+            c.kind,
+            (c.flux[0] * s, c.flux[1] * s, c.flux[2] * s),
+            c.hlr,
+            q=c.q,
+            beta_deg=c.beta_deg,
+            dx=c.dx,
+            dy=c.dy,
+        )
+        for c in comps
+    ]

@@ -230,13 +230,7 @@ def draw_galaxy(
     ConfigError
         For an unknown domain or mass mode, or a negative seed or index.
     """
-    shift = check_domain(domain)
-    if mass_mode not in MASS_MODES:
-        msg = f"mass_mode must be one of {MASS_MODES}, got {mass_mode!r}"
-        raise ConfigError(msg)
-    if seed < 0 or index < 0:
-        msg = f"seed and index must be non-negative, got seed={seed}, index={index}"
-        raise ConfigError(msg)
+    shift = _checked_shift(domain, seed, index, mass_mode)
     # The steps below draw from one generator in the order of the recipe (module docstring).
     rng = np.random.default_rng([DOMAIN_CODES[domain], int(seed), int(index)])
 
@@ -253,15 +247,7 @@ def draw_galaxy(
     p_etg = float(expit((log_m - 10.6) / 0.3))
     is_etg = bool(rng.uniform() < p_etg)
 
-    # 4. ex-situ fraction: logit-normal around the median with type offsets and domain shift
-    f_med = float(f_exsitu_median(log_m))
-    mu = float(logit(f_med)) + (0.5 if is_etg else -0.5) + shift.fex_logit
-    logit_f = float(rng.normal(mu, 0.8))
-    f_ex = float(np.clip(expit(logit_f), 1e-3, 0.99))
-    # deviation from the reference (tng100) median at this mass and type drives the image
-    # channels, so a domain's ex-situ shift shows in sizes and profiles as the recipe says
-    dlogit = logit_f - (mu - shift.fex_logit)
-
+    f_ex, f_med, dlogit = _draw_exsitu(rng, log_m, is_etg, shift)
     history = _draw_merger_history(rng, z, log_m, f_ex, f_med)
     re = _draw_size(rng, is_etg, log_m, z, dlogit, kpc, shift)
     latents = _draw_structure(rng, is_etg, log_m, f_ex, dlogit, re, shift)
@@ -290,6 +276,34 @@ def draw_galaxy(
         latents=latents,
         colours=colours,
     )
+
+
+def _checked_shift(domain: str, seed: int, index: int, mass_mode: str) -> DomainShift:
+    """Return the domain's shift after checking the arguments of :func:`draw_galaxy`."""
+    shift = check_domain(domain)
+    if mass_mode not in MASS_MODES:
+        msg = f"mass_mode must be one of {MASS_MODES}, got {mass_mode!r}"
+        raise ConfigError(msg)
+    if seed < 0 or index < 0:
+        msg = f"seed and index must be non-negative, got seed={seed}, index={index}"
+        raise ConfigError(msg)
+    return shift
+
+
+def _draw_exsitu(
+    rng: np.random.Generator, log_m: float, is_etg: bool, shift: DomainShift
+) -> tuple[float, float, float]:
+    """Step 4: the ex-situ fraction, the median at this mass, and the logit deviation.
+
+    Logit-normal around the median with type offsets and the domain shift. The deviation
+    from the reference (tng100) median at this mass and type drives the image channels, so
+    a domain's ex-situ shift shows in sizes and profiles as the recipe says.
+    """
+    f_med = float(f_exsitu_median(log_m))
+    mu = float(logit(f_med)) + (0.5 if is_etg else -0.5) + shift.fex_logit
+    logit_f = float(rng.normal(mu, 0.8))
+    f_ex = float(np.clip(expit(logit_f), 1e-3, 0.99))
+    return f_ex, f_med, logit_f - (mu - shift.fex_logit)
 
 
 @dataclass(frozen=True)

@@ -267,8 +267,22 @@ def render_view(
     Rendered
         Image, mask, variance and the noise-free model.
     """
+    model, host_model = _draw_model(view, int(stamp_px), field, host_only_model)
+    image, mask, var = _observe(galaxy, view, model, noise)
+    return Rendered(
+        image=image.astype(np.float32),
+        mask=mask.astype(np.int32),
+        variance=var.astype(np.float32),
+        model=model.astype(np.float32),
+        host_model=None if host_model is None else host_model.astype(np.float32),
+    )
+
+
+def _draw_model(
+    view: View, n: int, field: bool, host_only_model: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Return the noise-free (3, n, n) model of a view and, on request, of its host alone."""
     galsim = _galsim()
-    n = int(stamp_px)
     scale = PIXEL_SCALE_ARCSEC
     nfft, dk, k1, box_r = _grid(n)
     half = 0.5 * n * scale  # arcsec from the centre to the stamp edge
@@ -300,7 +314,13 @@ def render_view(
         if host_only_model
         else None
     )
+    return model, host_model
 
+
+def _observe(
+    galaxy: Galaxy, view: View, model: np.ndarray, noise: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the image, mask and variance of a model: noise, detection and saturation."""
     sigma = view.sigma
     mask = detection_mask(model, sigma)
     var = np.broadcast_to(
@@ -324,14 +344,7 @@ def render_view(
             mask[sat] |= np.int32(
                 (1 << SAT_BIT) | (1 << INTRP_BIT) | (1 << DETECTED_BIT)
             )
-    return Rendered(
-        image=image.astype(np.float32),
-        mask=mask.astype(np.int32),
-        variance=var.astype(np.float32),
-        model=model.astype(np.float32),
-        host_model=None if host_model is None else host_model.astype(np.float32),
-    )
-
+    return image, mask, var
 
 def _bleed(sat: np.ndarray) -> np.ndarray:
     """Extend saturated regions along columns (charge bleeding), 1 px per 3 saturated px."""

@@ -19,7 +19,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +34,8 @@ from ergo_ray.io.catalog import (
     write_part,
 )
 from ergo_ray.io.cutout import Cutout
-from ergo_ray.io.fits import (
-    hsc_cutout_name,
-    tng_mock_name,
-    write_hsc_cutout,
-    write_tng_mock,
-)
+from ergo_ray.io.fits_hsc import hsc_cutout_name, write_hsc_cutout
+from ergo_ray.io.fits_tng import tng_mock_name, write_tng_mock
 from ergo_ray.io.schemas import TRUTH_COLUMNS
 from ergo_ray.io.shards import write_raw_shard
 from ergo_ray.types import DOMAINS
@@ -185,27 +181,10 @@ def render_part(
     stop = min(spec.n, start + spec.galaxies_per_task)
     hide_truth = spec.domain == "hsc"
     rows: list[dict[str, Any]] = []
-    pending: list[tuple[dict[str, Any], Cutout]] = []
+    shards = _ShardWriter(task, out, storage, TRUTH_COLUMNS if hide_truth else (),
+                          spec.rows_per_file)
     files = errors = 0
     reasons: list[str] = []
-
-    def flush_shard() -> None:
-        nonlocal files
-        if not pending:
-            return
-        rel = f"shards/{part_name(task, files)}"
-        for row, _ in pending:
-            row["file"] = rel
-        write_raw_shard(
-            st.join(out, rel),
-            [r for r, _ in pending],
-            [c for _, c in pending],
-            storage,
-            drop=TRUTH_COLUMNS if hide_truth else (),
-        )
-        files += 1
-        pending.clear()
-
     for index in range(start, stop):
         for projection in range(spec.projections):
             try:
@@ -224,15 +203,61 @@ def render_part(
                 continue
             row = dict(row)
             if spec.fmt == "shards":
-                pending.append((row, cut))
-                if len(pending) >= spec.rows_per_file:
-                    flush_shard()
+                shards.add(row, cut)
             elif spec.fmt == "hsc-fits":
                 files += _write_hsc_fits(spec, cut, row, index, projection, out, storage)
             else:
                 files += _write_tng_fits(cut, row, index, projection, out, storage)
             rows.append(row)
-    flush_shard()
+    shards.flush()
+    _write_tables(task, rows, out, storage, hide_truth)
+    return {
+        "task": task,
+        "objects": len(rows),
+        "errors": errors,
+        "files": files + shards.files,
+        "seconds": time.perf_counter() - t0,
+        "reasons": reasons,
+    }
+
+
+class _ShardWriter:
+    """The raw shards of one part: ``rows_per_file`` objects a file, ``shards/part-…``."""
+
+    def __init__(self, task: int, out: str, storage: StorageConfig | None,
+                 drop: Sequence[str], rows_per_file: int) -> None:
+        self.task, self.out, self.storage = task, out, storage
+        self.drop, self.rows_per_file = drop, rows_per_file
+        self.pending: list[tuple[dict[str, Any], Cutout]] = []
+        self.files = 0
+
+    def add(self, row: dict[str, Any], cut: Cutout) -> None:
+        """Queue one object; write a shard when ``rows_per_file`` are queued."""
+        self.pending.append((row, cut))
+        if len(self.pending) >= self.rows_per_file:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the queued objects as the next shard (their rows get its ``file``)."""
+        if not self.pending:
+            return
+        rel = f"shards/{part_name(self.task, self.files)}"
+        for row, _ in self.pending:
+            row["file"] = rel
+        write_raw_shard(
+            st.join(self.out, rel),
+            [r for r, _ in self.pending],
+            [c for _, c in self.pending],
+            self.storage,
+            drop=self.drop,
+        )
+        self.files += 1
+        self.pending.clear()
+
+
+def _write_tables(task: int, rows: list[dict[str, Any]], out: str,
+                  storage: StorageConfig | None, hide_truth: bool) -> None:
+    """Write the part's truth table (``hsc`` only) and then its catalogue part."""
     if hide_truth:
         truth = rows_to_table(
             [{k: r.get(k) for k in ("object_id", *TRUTH_COLUMNS)} for r in rows]
@@ -245,15 +270,6 @@ def render_part(
     write_part(
         st.join(out, CATALOG_DIR, part_name(task)), table, storage, kind="catalog"
     )
-    return {
-        "task": task,
-        "objects": len(rows),
-        "errors": errors,
-        "files": files,
-        "seconds": time.perf_counter() - t0,
-        "reasons": reasons,
-    }
-
 
 def _write_hsc_fits(spec: MockSpec, cut: Cutout, row: dict[str, Any], index: int,
                     projection: int, out: str, storage: StorageConfig | None) -> int:
@@ -397,6 +413,39 @@ def render_survey(
         )
     cpus = int(ray.cluster_resources().get("CPU", 1)) or 1
     window = max(1, max_in_flight or 2 * cpus)
+    totals, reasons = _run_parts(spec, todo, out, storage, window, t0, log_every_s)
+    seconds = time.perf_counter() - t0
+    return {
+        **totals,
+        "galaxies": spec.n,
+        "parts": spec.n_tasks,
+        "parts_skipped": len(done),
+        "seconds": seconds,
+        "objects_per_s": totals["objects"] / max(seconds, 1e-9),
+        "reasons": reasons,
+    }
+
+
+def _run_parts(
+    spec: MockSpec,
+    todo: list[int],
+    out: str,
+    storage: StorageConfig | None,
+    window: int,
+    t0: float,
+    log_every_s: float,
+) -> tuple[dict[str, int], list[str]]:
+    """Render the parts ``todo`` as Ray tasks, ``window`` at a time; sum their counts.
+
+    Returns
+    -------
+    totals : dict
+        ``objects``, ``errors``, ``files``.
+    reasons : list of str
+        The first error reasons (at most 5).
+    """
+    import ray
+
     remote = ray.remote(_render_task).options(num_cpus=1, max_retries=2)
     spec_dict = asdict(spec)
     storage_ref = ray.put(storage)
@@ -435,13 +484,4 @@ def render_survey(
                 totals["objects"],
                 totals["objects"] / max(now - t0, 1e-9),
             )
-    seconds = time.perf_counter() - t0
-    return {
-        **totals,
-        "galaxies": spec.n,
-        "parts": spec.n_tasks,
-        "parts_skipped": len(done),
-        "seconds": seconds,
-        "objects_per_s": totals["objects"] / max(seconds, 1e-9),
-        "reasons": reasons,
-    }
+    return totals, reasons

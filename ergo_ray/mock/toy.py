@@ -69,45 +69,9 @@ def write_toy_prepared_shards(
     """
     written: list[str] = []
     for d_idx, domain in enumerate(domains):
-        rng = np.random.default_rng([seed, d_idx])
-        n = n_per_domain
-        log_mstar = rng.uniform(9.0, 12.0, n)
-        exsitu = 1.0 / (1.0 + np.exp(-(2.0 * (log_mstar - 10.8) + rng.normal(0, 0.6, n))))
-        redshift = rng.uniform(0.05, 0.6, n)
-        images = _toy_images(rng, log_mstar, exsitu, redshift, size,
-                             noise=0.02 + 0.01 * (domain == "hsc"))
-        roots = [f"{domain}-{seed}-{i:07d}" for i in range(n)]
-        u = rng.random(n)
-        split = np.where(u < 0.8, "train", np.where(u < 0.9, "val", "test"))
-        cols: dict[str, pa.Array] = {
-            "object_id": pa.array([f"{r}-p0" for r in roots]),
-            "root_id": pa.array(roots),
-            "domain": pa.array([domain] * n),
-            "projection": pa.array(np.zeros(n, np.int32)),
-            "redshift": pa.array(redshift),
-            "log_mstar": pa.array(log_mstar),
-            # apparent magnitude: brighter with mass, fainter with distance (0.1 mag scatter)
-            "i_mag": pa.array(16.8 - 2.5 * (log_mstar - 10.5) + 5.0 * np.log10(redshift / 0.1)
-                              + rng.normal(0, 0.1, n)),
-        }
-        if domain != "hsc":
-            cols["true_exsitu_frac"] = pa.array(exsitu)
-            cols["true_lmm_lookback_gyr"] = pa.array(rng.uniform(0.5, 10.0, n))
-            cols["true_lmm_log_mass"] = pa.array(log_mstar - rng.uniform(0.3, 1.5, n))
-        r50 = 0.06 * size * 10 ** (0.25 * (log_mstar - 9.0))
-        cols |= {
-            "r50_px": pa.array(r50), "r90_px": pa.array(2.3 * r50),
-            "petro_r_px": pa.array(2.0 * r50), "crop_px": pa.array(np.full(n, float(size))),
-            "split": pa.array(split.tolist()),
-            "image": pa.FixedSizeListArray.from_arrays(
-                pa.array(images.reshape(-1)), 3 * size * size
-            ),
-        }
-        table = pa.table(cols).replace_schema_metadata({
-            META_KIND: b"prepared-shard", META_IMAGE_SHAPE: f"3,{size},{size}".encode(),
-            META_SCHEMA: SCHEMA_VERSION.encode(), b"ergo_ray.version": b"toy",
-        })
-        for k, start in enumerate(range(0, n, rows_per_file)):
+        table = _toy_table(domain, np.random.default_rng([seed, d_idx]), n_per_domain, size,
+                           seed)
+        for k, start in enumerate(range(0, n_per_domain, rows_per_file)):
             file_url = st.join(url, domain, "shards", f"part-{k:05d}.parquet")
             fs, path = st.arrow_fs(file_url, storage)
             st.makedirs(st.join(url, domain, "shards"))
@@ -115,6 +79,45 @@ def write_toy_prepared_shards(
         written.append(st.join(url, domain))
     return written
 
+
+def _toy_table(domain: str, rng: np.random.Generator, n: int, size: int, seed: int) -> pa.Table:
+    """Draw the ``n`` galaxies of one domain: the prepared table, catalogue and images."""
+    log_mstar = rng.uniform(9.0, 12.0, n)
+    exsitu = 1.0 / (1.0 + np.exp(-(2.0 * (log_mstar - 10.8) + rng.normal(0, 0.6, n))))
+    redshift = rng.uniform(0.05, 0.6, n)
+    images = _toy_images(rng, log_mstar, exsitu, redshift, size,
+                         noise=0.02 + 0.01 * (domain == "hsc"))
+    roots = [f"{domain}-{seed}-{i:07d}" for i in range(n)]
+    u = rng.random(n)
+    split = np.where(u < 0.8, "train", np.where(u < 0.9, "val", "test"))
+    cols: dict[str, pa.Array] = {
+        "object_id": pa.array([f"{r}-p0" for r in roots]),
+        "root_id": pa.array(roots),
+        "domain": pa.array([domain] * n),
+        "projection": pa.array(np.zeros(n, np.int32)),
+        "redshift": pa.array(redshift),
+        "log_mstar": pa.array(log_mstar),
+        # apparent magnitude: brighter with mass, fainter with distance (0.1 mag scatter)
+        "i_mag": pa.array(16.8 - 2.5 * (log_mstar - 10.5) + 5.0 * np.log10(redshift / 0.1)
+                          + rng.normal(0, 0.1, n)),
+    }
+    if domain != "hsc":
+        cols["true_exsitu_frac"] = pa.array(exsitu)
+        cols["true_lmm_lookback_gyr"] = pa.array(rng.uniform(0.5, 10.0, n))
+        cols["true_lmm_log_mass"] = pa.array(log_mstar - rng.uniform(0.3, 1.5, n))
+    r50 = 0.06 * size * 10 ** (0.25 * (log_mstar - 9.0))
+    cols |= {
+        "r50_px": pa.array(r50), "r90_px": pa.array(2.3 * r50),
+        "petro_r_px": pa.array(2.0 * r50), "crop_px": pa.array(np.full(n, float(size))),
+        "split": pa.array(split.tolist()),
+        "image": pa.FixedSizeListArray.from_arrays(
+            pa.array(images.reshape(-1)), 3 * size * size
+        ),
+    }
+    return pa.table(cols).replace_schema_metadata({
+        META_KIND: b"prepared-shard", META_IMAGE_SHAPE: f"3,{size},{size}".encode(),
+        META_SCHEMA: SCHEMA_VERSION.encode(), b"ergo_ray.version": b"toy",
+    })
 
 def _toy_images(rng: np.random.Generator, log_mstar: np.ndarray, exsitu: np.ndarray,
                 redshift: np.ndarray, size: int, noise: float) -> np.ndarray:

@@ -8,7 +8,7 @@ every process.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -88,7 +88,30 @@ def galaxy_view(galaxy: Galaxy, projection: int) -> View:
     st["n_interlopers"] = float(n_int)
     st["n_stars"] = float(n_star + saturated)
 
-    # PSF, noise
+    conditions = _conditions(rng, shift, st)
+    return View(
+        projection=int(projection),
+        host=host,
+        companion=companion,
+        field=fld,
+        saturated_star=saturated,
+        struct=st,
+        **conditions,
+        noise_seed=int(rng.integers(2**62)),
+    )
+
+
+def _conditions(
+    rng: np.random.Generator, shift: DomainShift, st: dict[str, float]
+) -> dict[str, Any]:
+    """Draw the PSF, noise and sub-pixel offset of a view (recorded in ``st`` too).
+
+    Returns
+    -------
+    dict
+        ``psf_fwhm``, ``psf_g``, ``sigma``, ``noise_corr``, ``sky_offset``, ``offset_px``:
+        the :class:`View` fields they fill.
+    """
     fwhm = tuple(
         float(PSF_FWHM_ARCSEC[b] * np.clip(1 + rng.normal(0, shift.psf_scatter), 0.6, 1.8))
         for b in ("g", "r", "i")
@@ -102,21 +125,14 @@ def galaxy_view(galaxy: Galaxy, projection: int) -> View:
         {"psf_fwhm_g": fwhm[0], "psf_fwhm_r": fwhm[1], "psf_fwhm_i": fwhm[2],
          "noise_depth": depth}
     )
-    return View(
-        projection=int(projection),
-        host=host,
-        companion=companion,
-        field=fld,
-        psf_fwhm=fwhm,  # type: ignore[arg-type]
-        psf_g=(float(e[0]), float(e[1])),
-        sigma=sigma,  # type: ignore[arg-type]
-        noise_corr=shift.noise_corr,
-        sky_offset=sky,  # type: ignore[arg-type]
-        offset_px=off_px,  # type: ignore[arg-type]
-        saturated_star=saturated,
-        struct=st,
-        noise_seed=int(rng.integers(2**62)),
-    )
+    return {
+        "psf_fwhm": fwhm,
+        "psf_g": (float(e[0]), float(e[1])),
+        "sigma": sigma,
+        "noise_corr": shift.noise_corr,
+        "sky_offset": sky,
+        "offset_px": off_px,
+    }
 
 
 def _central_body(

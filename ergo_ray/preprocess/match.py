@@ -151,22 +151,62 @@ def match_sets(
         return empty, empty
     o, s = obs[obs_rows], sim[sim_rows]
     tolv = np.array([tol.dz, tol.dmag, tol.dr90])
+    grid = _grid(o, s, tol)
+    used = np.zeros(o.shape[0], dtype=bool)
+    partner = np.full(s.shape[0], -1, dtype=np.int64)
+    pending = _draw_rounds(rng, o, s, tol, grid, used, partner, max_rounds)
+
+    # Stragglers: enumerate their unused R90-matching candidates exactly (in chunks), keep
+    # those inside the box, then resolve in rounds without rejections: each straggler draws
+    # among its remaining candidates and the earliest wins a contested galaxy.
+    pending = np.sort(pending)
+    if pending.size:
+        index = _UnusedIndex(o, np.flatnonzero(~used), tol, *grid)
+        pt, pj = _candidate_pairs(index, o, s, pending, tol, tolv)
+        _resolve(rng, partner, used, pt, pj)
+
+    matched = np.flatnonzero(partner >= 0)
+    return obs_rows[partner[matched]], sim_rows[matched]
+
+
+
+def _grid(
+    o: np.ndarray, s: np.ndarray, tol: BoxTolerance
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Return the cell grid of :class:`_UnusedIndex`: ``lo``, ``span``, ``r_min``, ``width``."""
     cz = np.floor(o[:, 0] / tol.dz).astype(np.int64)
     cm = np.floor(o[:, 1] / tol.dmag).astype(np.int64)
     lo = np.array([cz.min() - 1, cm.min() - 1])
     span = np.array([cz.max() - lo[0] + 2, cm.max() - lo[1] + 2])
     r_min = float(min(o[:, 2].min(), s[:, 2].min())) - 2 * tol.dr90 - 1.0
     width = float(max(o[:, 2].max(), s[:, 2].max()) - r_min) + 2 * tol.dr90 + 2.0
+    return lo, span, r_min, width
 
-    used = np.zeros(o.shape[0], dtype=bool)
-    partner = np.full(s.shape[0], -1, dtype=np.int64)
+
+def _draw_rounds(
+    rng: np.random.Generator,
+    o: np.ndarray,
+    s: np.ndarray,
+    tol: BoxTolerance,
+    grid: tuple[np.ndarray, np.ndarray, float, float],
+    used: np.ndarray,
+    partner: np.ndarray,
+    max_rounds: int,
+) -> np.ndarray:
+    """Vectorised rounds: each waiting target draws an unused candidate in its R90 range.
+
+    A draw inside the box is claimed (``partner``, ``used`` are filled in place); the
+    index of unused rows is rebuilt every ``_REBUILD_EVERY`` rounds, dropping targets with
+    no candidate left. Returns the targets still waiting.
+    """
+    tolv = np.array([tol.dz, tol.dmag, tol.dr90])
     pending = np.arange(s.shape[0])
     index: _UnusedIndex | None = None
     start = end = None
     for r in range(max_rounds):
         if r % _REBUILD_EVERY == 0:
             log.debug('match round %d: %d targets waiting', r, pending.size)
-            index = _UnusedIndex(o, np.flatnonzero(~used), tol, lo, span, r_min, width)
+            index = _UnusedIndex(o, np.flatnonzero(~used), tol, *grid)
             start, end = index.ranges(s[pending], tol)
             keep = (end > start).any(axis=1)  # exact: some unused row in the R90 range
             pending, start, end = pending[keep], start[keep], end[keep]
@@ -183,18 +223,7 @@ def match_sets(
             _claim(partner, used, pending[ok], j[ok])
             left = partner[pending] < 0
             pending, start, end = pending[left], start[left], end[left]
-
-    # Stragglers: enumerate their unused R90-matching candidates exactly (in chunks), keep
-    # those inside the box, then resolve in rounds without rejections: each straggler draws
-    # among its remaining candidates and the earliest wins a contested galaxy.
-    pending = np.sort(pending)
-    if pending.size:
-        index = _UnusedIndex(o, np.flatnonzero(~used), tol, lo, span, r_min, width)
-        pt, pj = _candidate_pairs(index, o, s, pending, tol, tolv)
-        _resolve(rng, partner, used, pt, pj)
-
-    matched = np.flatnonzero(partner >= 0)
-    return obs_rows[partner[matched]], sim_rows[matched]
+    return pending
 
 
 def _claim(partner: np.ndarray, used: np.ndarray, cand: np.ndarray, cj: np.ndarray) -> None:

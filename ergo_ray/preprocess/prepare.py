@@ -130,6 +130,28 @@ def process_unit(
     dict
         ``unit``, ``ok``, ``errors``, ``reasons`` (reason → count), ``files``.
     """
+    rows, images, errors = _prepare_objects(unit, storage, params)
+    files = _write_shards(rows, images, index, out_url, storage, params) if rows else []
+    if errors:
+        table = pa.Table.from_pylist(errors, schema=ERROR_SCHEMA)
+        write_part(st.join(out_url, ERRORS_DIR, part_name(index)), table, storage,
+                   kind="prepare-errors")
+    counts = {
+        "unit": index,
+        "ok": len(rows),
+        "errors": len(errors),
+        "reasons": dict(Counter(e["reason"] for e in errors)),
+        "files": len(files),
+    }
+    st.write_bytes(st.join(out_url, PARTS_DIR, f"unit-{index:05d}.json"),
+                   json.dumps(counts).encode(), storage)
+    return counts
+
+
+def _prepare_objects(
+    unit: Mapping[str, Any], storage: StorageConfig | None, params: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[np.ndarray], list[dict[str, Any]]]:
+    """Read and prepare the objects of a unit: good rows and their images, and error rows."""
     from ergo_ray.io.sources import read_unit
 
     size = int(params["size"])
@@ -152,42 +174,35 @@ def process_unit(
         clean.update(radii)
         rows.append(clean)
         images.append(img)
+    return rows, images, errors
 
+
+def _write_shards(rows: list[dict[str, Any]], images: list[np.ndarray], index: int,
+                  out_url: str, storage: StorageConfig | None,
+                  params: Mapping[str, Any]) -> list[str]:
+    """Draw the rows' splits and write them with their images as the unit's shards."""
+    size = int(params["size"])
     files: list[str] = []
-    if rows:
-        roots = [str(r.get("root_id") or r.get("object_id")) for r in rows]
-        splits = assign_split(roots, tuple(params["split_fractions"]), int(params["split_seed"]))
-        for r, s in zip(rows, splits, strict=True):
-            r["split"] = str(s)
-        per = max(1, int(params["rows_per_file"]))
-        meta = {"ergo_ray.image_shape": f"3,{size},{size}",
-                "ergo_ray.preprocess": json.dumps(params.get("preprocess", {}), sort_keys=True)}
-        for k, start in enumerate(range(0, len(rows), per)):
-            chunk = rows[start : start + per]
-            table = rows_to_table(chunk, types=_PREPARED_TYPES)
-            flat = np.stack(images[start : start + per]).reshape(-1)
-            table = table.append_column(
-                pa.field("image", pa.list_(pa.uint8(), 3 * size * size)),
-                pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.uint8()),
-                                                  3 * size * size),
-            )
-            url = st.join(out_url, SHARDS_DIR, part_name(index, k))
-            write_part(url, table, storage, kind=PREPARED_KIND, extra_meta=meta)
-            files.append(url)
-    if errors:
-        table = pa.Table.from_pylist(errors, schema=ERROR_SCHEMA)
-        write_part(st.join(out_url, ERRORS_DIR, part_name(index)), table, storage,
-                   kind="prepare-errors")
-    counts = {
-        "unit": index,
-        "ok": len(rows),
-        "errors": len(errors),
-        "reasons": dict(Counter(e["reason"] for e in errors)),
-        "files": len(files),
-    }
-    st.write_bytes(st.join(out_url, PARTS_DIR, f"unit-{index:05d}.json"),
-                   json.dumps(counts).encode(), storage)
-    return counts
+    roots = [str(r.get("root_id") or r.get("object_id")) for r in rows]
+    splits = assign_split(roots, tuple(params["split_fractions"]), int(params["split_seed"]))
+    for r, s in zip(rows, splits, strict=True):
+        r["split"] = str(s)
+    per = max(1, int(params["rows_per_file"]))
+    meta = {"ergo_ray.image_shape": f"3,{size},{size}",
+            "ergo_ray.preprocess": json.dumps(params.get("preprocess", {}), sort_keys=True)}
+    for k, start in enumerate(range(0, len(rows), per)):
+        chunk = rows[start : start + per]
+        table = rows_to_table(chunk, types=_PREPARED_TYPES)
+        flat = np.stack(images[start : start + per]).reshape(-1)
+        table = table.append_column(
+            pa.field("image", pa.list_(pa.uint8(), 3 * size * size)),
+            pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.uint8()),
+                                              3 * size * size),
+        )
+        url = st.join(out_url, SHARDS_DIR, part_name(index, k))
+        write_part(url, table, storage, kind=PREPARED_KIND, extra_meta=meta)
+        files.append(url)
+    return files
 
 
 def prepare_units(batch: dict[str, np.ndarray], *, out_url: str,
@@ -323,8 +338,6 @@ def prepare_survey(
     StorageError
         If a URL cannot be read or written.
     """
-    import ray
-
     from ergo_ray.io.sources import discover
 
     t0 = time.perf_counter()
@@ -338,18 +351,41 @@ def prepare_survey(
             for i, u in enumerate(units) if i not in done]
     log.info("prepare: %d units (%d already complete) from %s", len(units), len(done),
              st.redact(in_url))
-    results: list[dict[str, Any]] = []
-    if todo:
-        ds = ray.data.from_items(todo, override_num_blocks=len(todo))
-        ds = ds.map_batches(
-            prepare_units,
-            batch_size=1,
-            batch_format="numpy",
-            num_cpus=1,
-            fn_kwargs={"out_url": out_url, "storage": storage, "params": params},
-        )
-        for row in ds.iter_rows():
-            results.append(row)
+    results = _run_units(todo, out_url, storage, params) if todo else []
+    counts = _sum_counts(results, done, out_url, storage)
+    truth = _copy_truth(in_url, out_url, storage)
+    return {
+        "ok": counts["ok"],
+        "errors": counts["errors"],
+        "reasons": dict(counts["reasons"]),
+        "units": len(units),
+        "units_resumed": len(done),
+        "files": counts["files"],
+        "truth_files": truth,
+        "seconds": time.perf_counter() - t0,
+        "version": __version__,
+    }
+
+
+def _run_units(todo: list[dict[str, Any]], out_url: str, storage: StorageConfig | None,
+               params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Prepare the units ``todo`` on Ray Data, one CPU task each; return their count rows."""
+    import ray
+
+    ds = ray.data.from_items(todo, override_num_blocks=len(todo))
+    ds = ds.map_batches(
+        prepare_units,
+        batch_size=1,
+        batch_format="numpy",
+        num_cpus=1,
+        fn_kwargs={"out_url": out_url, "storage": storage, "params": params},
+    )
+    return list(ds.iter_rows())
+
+
+def _sum_counts(results: list[dict[str, Any]], done: set[int], out_url: str,
+                storage: StorageConfig | None) -> dict[str, Any]:
+    """Sum ``ok``, ``errors``, ``files`` and ``reasons`` over the run and resumed units."""
     totals: Counter[str] = Counter()
     ok = err = files = 0
     for r in results:
@@ -363,15 +399,4 @@ def prepare_survey(
         err += int(c["errors"])
         files += int(c["files"])
         totals.update(c["reasons"])
-    truth = _copy_truth(in_url, out_url, storage)
-    return {
-        "ok": ok,
-        "errors": err,
-        "reasons": dict(totals),
-        "units": len(units),
-        "units_resumed": len(done),
-        "files": files,
-        "truth_files": truth,
-        "seconds": time.perf_counter() - t0,
-        "version": __version__,
-    }
+    return {"ok": ok, "errors": err, "files": files, "reasons": totals}

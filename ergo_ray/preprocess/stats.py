@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["median", "percentile", "sigma_clipped_stats"]
+__all__ = ["median", "percentile", "sigma_clipped_stats", "subsample"]
 
 
 def _median_of_sorted(v: np.ndarray) -> float:
@@ -126,3 +126,22 @@ def sigma_clipped_stats(
             break
         lo, hi = a, b
     return stats(lo, hi)
+
+
+def subsample(a: np.ndarray, limit: int = 2048) -> np.ndarray:
+    """Return a strided subsample of a flat array with at most about ``limit`` values.
+
+    Parameters
+    ----------
+    a : numpy.ndarray
+        1-D array.
+    limit : int
+        About the most values to keep.
+
+    Returns
+    -------
+    numpy.ndarray
+        Every ``max(1, a.size // limit)``-th value (a view).
+    """
+    step = max(1, a.size // limit)
+    return a[::step]

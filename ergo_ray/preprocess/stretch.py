@@ -35,7 +35,7 @@ import numpy as np
 
 from ergo_ray.errors import BadObjectError
 from ergo_ray.preprocess import reasons
-from ergo_ray.preprocess.petrosian import central_box
+from ergo_ray.preprocess.detection import central_box
 from ergo_ray.preprocess.stats import median, percentile
 from ergo_ray.types import UNITS_PER_NANOMAGGY, Stretch
 

@@ -11,7 +11,8 @@ from ergo_ray.config.schema import StorageConfig
 from ergo_ray.io import storage
 from ergo_ray.io.catalog import read_catalog
 from ergo_ray.io.cutout import Cutout
-from ergo_ray.io.fits import write_hsc_cutout, write_tng_mock
+from ergo_ray.io.fits_hsc import write_hsc_cutout
+from ergo_ray.io.fits_tng import write_tng_mock
 
 pytestmark = [pytest.mark.ray]
 

@@ -14,7 +14,8 @@ from ergo_ray.cli.main import main
 from ergo_ray.errors import BadObjectError
 from ergo_ray.io import sources
 from ergo_ray.io.catalog import read_catalog
-from ergo_ray.io.fits import parse_hsc_cutout_name, parse_tng_mock_name
+from ergo_ray.io.fits_hsc import parse_hsc_cutout_name
+from ergo_ray.io.fits_tng import parse_tng_mock_name
 from ergo_ray.io.schemas import CATALOG_COLUMNS, TRUTH_COLUMNS
 from ergo_ray.mock import mock_object
 

@@ -14,8 +14,8 @@ import pytest
 from ergo_ray.cli.main import main
 from ergo_ray.config.loader import load_config
 from ergo_ray.errors import InputError, StorageError
+from ergo_ray.infer.discovery import discover_units
 from ergo_ray.infer.manifest import Manifest, WorkUnit
-from ergo_ray.infer.pipeline import discover_units
 from ergo_ray.io.prepared import PreparedInput
 from ergo_ray.train.cinn_stage import _effective_preprocess
 from tests.integration.test_catalog import write_prepared_shards, write_random_bundle

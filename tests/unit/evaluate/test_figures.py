@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from ergo_ray.evaluate import plots, science
+from ergo_ray.evaluate import compare_plots, plots, science
 from ergo_ray.evaluate.calibration import calibration_metrics
 from ergo_ray.evaluate.metrics import evaluate_predictions
 from ergo_ray.evaluate.ood import ood_scores
@@ -75,11 +75,11 @@ def test_comparison_figures_render():
     rng = np.random.default_rng(1)
     reps = {"a": rng.normal(size=(200, 5)), "b": rng.normal(size=(200, 5)) + 1.0}
     res = ood_scores(reps, max_per_set=200)
-    _png_ok(plots.ood_histogram_figure(res.scores, res.names))
+    _png_ok(compare_plots.ood_histogram_figure(res.scores, res.names))
     emb = {"a": rng.normal(size=(150, 2)), "b": rng.normal(size=(150, 2)) + 2,
            "c": rng.normal(size=(3, 2))}     # too few for a KDE: drawn without contours
-    _png_ok(plots.umap_kde_figure(emb, "a"))
-    _png_ok(plots.umap_kde_figure(emb, None))
+    _png_ok(compare_plots.umap_kde_figure(emb, "a"))
+    _png_ok(compare_plots.umap_kde_figure(emb, None))
 
 
 def test_physical_size_kpc_uses_the_tng_cosmology():
@@ -159,5 +159,5 @@ def test_degenerate_inputs_still_render():
     _png_ok(plots.mass_bin_figure({"model": {}}))
     _png_ok(plots.error_vs_std_figure({t: nan for t in TARGETS}, {t: nan for t in TARGETS}))
     rng = np.random.default_rng(5)
-    _png_ok(plots.umap_kde_figure({"a": rng.normal(size=(3, 2)), "b": rng.normal(size=(4, 2))},
-                                  None))
+    _png_ok(compare_plots.umap_kde_figure(
+        {"a": rng.normal(size=(3, 2)), "b": rng.normal(size=(4, 2))}, None))

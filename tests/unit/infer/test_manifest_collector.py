@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ergo_ray.infer.collector import UnitCollector
 from ergo_ray.infer.manifest import Manifest, WorkUnit
-from ergo_ray.infer.pipeline import UnitCollector
 from ergo_ray.infer.predictors import output_schema
 from ergo_ray.infer.progress import ProgressLog
 from ergo_ray.io.schemas import posterior_schema, posterior_summary_columns

@@ -9,6 +9,7 @@ from astropy.table import Table
 import ergo_ray
 from ergo_ray.errors import CatalogSchemaError, InputError
 from ergo_ray.io import catalog as C
+from ergo_ray.io.user_catalog import read_user_catalog
 
 
 def _rows():
@@ -125,7 +126,7 @@ def test_user_catalogues_csv_fits_parquet(tmp_path):
     (tmp_path / "u.csv").write_text(
         "object_id,ra,dec,redshift\n1001,150.1,2.2,0.12\n1002,150.2,2.3,0.3\n"
     )
-    csv = C.read_user_catalog(str(tmp_path / "u.csv"), required=("ra", "dec"))
+    csv = read_user_catalog(str(tmp_path / "u.csv"), required=("ra", "dec"))
     assert csv.column("ra").to_pylist() == [150.1, 150.2]
     # object_id is a string in every ergo_ray table, whatever the file had
     assert csv.column("object_id").to_pylist() == ["1001", "1002"]
@@ -138,16 +139,16 @@ def test_user_catalogues_csv_fits_parquet(tmp_path):
         }
     )
     t.write(tmp_path / "u.fits")
-    fits = C.read_user_catalog(str(tmp_path / "u.fits"), required=("ra",))
+    fits = read_user_catalog(str(tmp_path / "u.fits"), required=("ra",))
     assert fits.column("object_id").to_pylist() == ["x1", "x2"]
     assert "vec" not in fits.column_names and fits.column("dec").to_pylist() == [
         3.0,
         4.0,
     ]
     pq.write_table(pa.table({"object_id": ["p"], "ra": [5.0]}), tmp_path / "u.parquet")
-    assert C.read_user_catalog(str(tmp_path / "u.parquet")).num_rows == 1
+    assert read_user_catalog(str(tmp_path / "u.parquet")).num_rows == 1
     with pytest.raises(CatalogSchemaError, match=r"u\.parquet: missing column 'dec'"):
-        C.read_user_catalog(str(tmp_path / "u.parquet"), required=("ra", "dec"))
+        read_user_catalog(str(tmp_path / "u.parquet"), required=("ra", "dec"))
     (tmp_path / "u.xlsx").write_text("x")
     with pytest.raises(InputError, match="unknown catalogue type"):
-        C.read_user_catalog(str(tmp_path / "u.xlsx"))
+        read_user_catalog(str(tmp_path / "u.xlsx"))

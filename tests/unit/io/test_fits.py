@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits as afits
 
 from ergo_ray.errors import BadObjectError, FitsFormatError, StorageError
-from ergo_ray.io import fits as F
+from ergo_ray.io import fits_common, fits_hsc, fits_tng
 from ergo_ray.io.cutout import Cutout
 from ergo_ray.types import UNITS_PER_NANOMAGGY
 
@@ -27,9 +27,9 @@ def _equal(a: Cutout, b: Cutout) -> None:
 
 
 def test_hsc_name_builds_and_parses():
-    name = F.hsc_cutout_name(2, "i", 9813)
+    name = fits_hsc.hsc_cutout_name(2, "i", 9813)
     assert name == "2-cutout-HSC-I-9813-pdr3_wide.fits"
-    p = F.parse_hsc_cutout_name(f"s3://bucket/run/cutouts/{name}.gz")
+    p = fits_hsc.parse_hsc_cutout_name(f"s3://bucket/run/cutouts/{name}.gz")
     assert (p.lineno, p.band, p.tract, p.rerun, p.kind, p.compressed) == (
         2,
         "i",
@@ -38,18 +38,18 @@ def test_hsc_name_builds_and_parses():
         "cutout",
         True,
     )
-    bg = F.parse_hsc_cutout_name("17-coadd+bg-HSC-G-10054-pdr2_dud.fits")
+    bg = fits_hsc.parse_hsc_cutout_name("17-coadd+bg-HSC-G-10054-pdr2_dud.fits")
     assert (bg.lineno, bg.band, bg.kind, bg.rerun) == (17, "g", "coadd+bg", "pdr2_dud")
     assert bg.filename == "17-coadd+bg-HSC-G-10054-pdr2_dud.fits"
     assert (
-        F.parse_hsc_cutout_name("cutout-HSC-I-9813-pdr2_dud-210317-161628.fits") is None
+        fits_hsc.parse_hsc_cutout_name("cutout-HSC-I-9813-pdr2_dud-210317-161628.fits") is None
     )
-    assert F.parse_hsc_cutout_name("2-cutout-HSC-I-9813-pdr3_wide.fit") is None
+    assert fits_hsc.parse_hsc_cutout_name("2-cutout-HSC-I-9813-pdr3_wide.fit") is None
 
 
 def test_tng_name_builds_and_parses():
-    assert F.tng_mock_name(91, 123, 2) == "shalo_091-123_v2_HSC_GRI.fits"
-    p = F.parse_tng_mock_name("/data/shalo_072-40_v3_HSC_GRIZY.fits")
+    assert fits_tng.tng_mock_name(91, 123, 2) == "shalo_091-123_v2_HSC_GRI.fits"
+    p = fits_tng.parse_tng_mock_name("/data/shalo_072-40_v3_HSC_GRIZY.fits")
     assert (p.snap, p.subhalo, p.projection, p.bands, p.compressed) == (
         72,
         40,
@@ -57,9 +57,9 @@ def test_tng_name_builds_and_parses():
         "GRIZY",
         False,
     )
-    assert F.parse_tng_mock_name("shalo_072-40_v3_HSC_GRI.fits.gz").compressed
-    assert F.parse_tng_mock_name("shalo_72-40_v3_HSC_GRI.fits") is None
-    assert F.parse_tng_mock_name("shalo_072-40_v3_photo.fits") is None
+    assert fits_tng.parse_tng_mock_name("shalo_072-40_v3_HSC_GRI.fits.gz").compressed
+    assert fits_tng.parse_tng_mock_name("shalo_72-40_v3_HSC_GRI.fits") is None
+    assert fits_tng.parse_tng_mock_name("shalo_072-40_v3_photo.fits") is None
 
 
 # ----------------------------------------------------------------------------- HSC
@@ -68,14 +68,14 @@ def test_tng_name_builds_and_parses():
 @pytest.mark.parametrize("compress", [False, True])
 def test_hsc_round_trip_is_exact(tmp_path, compress):
     cut = blob_cutout(noise=0.05, seed=1)
-    urls = F.write_hsc_cutout(
+    urls = fits_hsc.write_hsc_cutout(
         cut, str(tmp_path), lineno=5, tract=9813, ra=150.1, dec=2.2, compress=compress
     )
     suffix = ".fits.gz" if compress else ".fits"
     assert [u.rsplit("/", 1)[-1] for u in urls] == [
         f"5-cutout-HSC-{b}-9813-pdr3_wide{suffix}" for b in "GRI"
     ]
-    back = F.read_hsc_cutout({"g": urls[0], "r": urls[1], "i": urls[2]})
+    back = fits_hsc.read_hsc_cutout({"g": urls[0], "r": urls[1], "i": urls[2]})
     _equal(back, cut)
     assert back.bad_pixels()[1, 5, 7] and back.bad_pixels()[2, -1, -1]
     assert not back.bad_pixels()[0, 0, 0]  # EDGE alone is not bad
@@ -83,7 +83,7 @@ def test_hsc_round_trip_is_exact(tmp_path, compress):
 
 def test_hsc_file_layout_follows_the_service(tmp_path):
     cut = blob_cutout()
-    url = F.write_hsc_cutout(cut, str(tmp_path), lineno=2, tract=1, ra=10.0, dec=-1.0)[
+    url = fits_hsc.write_hsc_cutout(cut, str(tmp_path), lineno=2, tract=1, ra=10.0, dec=-1.0)[
         2
     ]
     with afits.open(url) as hdul:
@@ -118,10 +118,10 @@ def test_mask_bits_come_from_the_header(tmp_path):
         )
         for b in "GRI"
     ]
-    cut = F.read_hsc_cutout(urls)
-    assert cut.mask[0, 1, 1] == 1 << F.HSC_MASK_PLANES["BAD"]
-    assert cut.mask[0, 2, 2] == 1 << F.HSC_MASK_PLANES["DETECTED"]
-    assert cut.mask[0, 3, 3] == 1 << F.HSC_MASK_PLANES["NO_DATA"]
+    cut = fits_hsc.read_hsc_cutout(urls)
+    assert cut.mask[0, 1, 1] == 1 << fits_common.HSC_MASK_PLANES["BAD"]
+    assert cut.mask[0, 2, 2] == 1 << fits_common.HSC_MASK_PLANES["DETECTED"]
+    assert cut.mask[0, 3, 3] == 1 << fits_common.HSC_MASK_PLANES["NO_DATA"]
     bad = cut.bad_pixels()
     assert bad[:, 1, 1].all() and bad[:, 3, 3].all() and not bad[:, 2, 2].any()
     assert cut.variance is None  # no VARIANCE HDU in these files
@@ -137,7 +137,7 @@ def test_hdus_are_found_by_name_not_index(tmp_path):
         )
         for b in "GRI"
     ]
-    cut = F.read_hsc_cutout(urls)
+    cut = fits_hsc.read_hsc_cutout(urls)
     np.testing.assert_array_equal(cut.image[2], img)
     np.testing.assert_array_equal(cut.variance[0], var)
     assert cut.mask is None
@@ -149,11 +149,11 @@ def test_hdus_are_found_by_name_not_index(tmp_path):
 @pytest.mark.parametrize("compress", [False, True])
 def test_tng_round_trip_is_exact(tmp_path, compress):
     cut = blob_cutout(noise=0.05, seed=2)
-    name = F.tng_mock_name(84, 17, 1) + (".gz" if compress else "")
-    url = F.write_tng_mock(
+    name = fits_tng.tng_mock_name(84, 17, 1) + (".gz" if compress else "")
+    url = fits_tng.write_tng_mock(
         cut, str(tmp_path / name), redshift=0.1973, ra=30.5, dec=-4.25
     )
-    back, info = F.read_tng_mock(url)
+    back, info = fits_tng.read_tng_mock(url)
     _equal(back, cut)
     assert info["redshift"] == pytest.approx(0.1973)
     assert info["kpcarc"] == pytest.approx(
@@ -166,7 +166,8 @@ def test_tng_round_trip_is_exact(tmp_path, compress):
 
 def test_tng_file_is_in_nanomaggies_with_named_hdus(tmp_path):
     cut = blob_cutout()
-    url = F.write_tng_mock(cut, str(tmp_path / F.tng_mock_name(91, 1, 0)), redshift=0.1)
+    path = tmp_path / fits_tng.tng_mock_name(91, 1, 0)
+    url = fits_tng.write_tng_mock(cut, str(path), redshift=0.1)
     with afits.open(url) as hdul:
         names = [h.name for h in hdul]
         for b in "GRI":
@@ -195,7 +196,7 @@ def test_tng_float32_release_files_read_and_grizy_extra_bands_ignored(tmp_path):
         ]
     path = tmp_path / "shalo_078-9_v0_HSC_GRIZY.fits"
     afits.HDUList(hdus).writeto(path)
-    cut, info = F.read_tng_mock(str(path))
+    cut, info = fits_tng.read_tng_mock(str(path))
     assert cut.image.shape == (3, 10, 12) and cut.variance is None
     np.testing.assert_allclose(
         cut.image[:, 0, 0], np.array([1, 2, 3]) * UNITS_PER_NANOMAGGY, rtol=1e-6
@@ -209,14 +210,14 @@ def test_tng_float32_release_files_read_and_grizy_extra_bands_ignored(tmp_path):
 
 @pytest.fixture
 def hsc_files(tmp_path):
-    return F.write_hsc_cutout(blob_cutout(), str(tmp_path / "c"), lineno=2, tract=7)
+    return fits_hsc.write_hsc_cutout(blob_cutout(), str(tmp_path / "c"), lineno=2, tract=7)
 
 
 def test_not_fits_names_the_file(tmp_path, hsc_files):
     (tmp_path / "c" / "x.txt").write_text("hello")
     bogus = str(tmp_path / "c" / "x.txt")
     with pytest.raises(FitsFormatError, match=r"x\.txt: not a FITS file") as err:
-        F.read_hsc_cutout([hsc_files[0], bogus, hsc_files[2]])
+        fits_hsc.read_hsc_cutout([hsc_files[0], bogus, hsc_files[2]])
     assert err.value.source == bogus
 
 
@@ -225,17 +226,17 @@ def test_truncated_file(tmp_path, hsc_files):
     for cut_at in (len(data) - 100, len(data) - 2880):
         Path(hsc_files[1]).write_bytes(data[:cut_at])
         with pytest.raises(FitsFormatError, match=r"HSC-R.*(truncated|no HDU named)"):
-            F.read_hsc_cutout(hsc_files)
+            fits_hsc.read_hsc_cutout(hsc_files)
 
 
 def test_truncated_gzip(tmp_path):
-    url = F.write_tng_mock(
+    url = fits_tng.write_tng_mock(
         blob_cutout(), str(tmp_path / "shalo_091-1_v0_HSC_GRI.fits.gz"), redshift=0.1
     )
     data = Path(url).read_bytes()
     Path(url).write_bytes(data[: len(data) // 2])
     with pytest.raises(FitsFormatError, match="truncated or corrupt gzip"):
-        F.read_tng_mock(url)
+        fits_tng.read_tng_mock(url)
 
 
 def test_wrong_hdu_names(tmp_path):
@@ -249,7 +250,7 @@ def test_wrong_hdu_names(tmp_path):
     with pytest.raises(
         FitsFormatError, match=r"no HDU named 'IMAGE' \(found: PRIMARY, SCI\)"
     ):
-        F.read_hsc_cutout(urls)
+        fits_hsc.read_hsc_cutout(urls)
     path = tmp_path / "shalo_091-1_v0_HSC_GRI.fits"
     afits.HDUList(
         [
@@ -259,29 +260,29 @@ def test_wrong_hdu_names(tmp_path):
         ]
     ).writeto(path)
     with pytest.raises(FitsFormatError, match=r"no HDU named 'SUBARU_HSC\.R'"):
-        F.read_tng_mock(str(path))
+        fits_tng.read_tng_mock(str(path))
 
 
 def test_all_nan_band_is_a_bad_object(tmp_path):
     cut = blob_cutout()
     cut.image[1] = np.nan
-    urls = F.write_hsc_cutout(cut, str(tmp_path), lineno=2, tract=1)
+    urls = fits_hsc.write_hsc_cutout(cut, str(tmp_path), lineno=2, tract=1)
     with pytest.raises(BadObjectError, match="band r has no finite pixel") as err:
-        F.read_hsc_cutout(urls, object_id="obj-1")
+        fits_hsc.read_hsc_cutout(urls, object_id="obj-1")
     assert err.value.reason == "all_nan" and err.value.object_id == "obj-1"
 
 
 def test_wrong_shapes(tmp_path):
     good = [
-        F.write_hsc_cutout(blob_cutout(size=16), str(tmp_path / "a"), lineno=2, tract=1)
+        fits_hsc.write_hsc_cutout(blob_cutout(size=16), str(tmp_path / "a"), lineno=2, tract=1)
     ]
-    other = F.write_hsc_cutout(
+    other = fits_hsc.write_hsc_cutout(
         blob_cutout(size=20), str(tmp_path / "b"), lineno=2, tract=1
     )
     with pytest.raises(
         FitsFormatError, match=r"image planes differ in shape.*\(20, 20\)"
     ):
-        F.read_hsc_cutout([good[0][0], other[1], good[0][2]])
+        fits_hsc.read_hsc_cutout([good[0][0], other[1], good[0][2]])
     cube = _band_file(
         tmp_path / "cube.fits",
         [afits.ImageHDU(np.ones((2, 8, 8), np.float32), name="IMAGE")],
@@ -289,7 +290,7 @@ def test_wrong_shapes(tmp_path):
     with pytest.raises(
         FitsFormatError, match=r"cube\.fits: HDU 'IMAGE' holds \(2, 8, 8\)"
     ):
-        F.read_hsc_cutout([cube, cube, cube])
+        fits_hsc.read_hsc_cutout([cube, cube, cube])
     odd = _band_file(
         tmp_path / "odd.fits",
         [
@@ -300,28 +301,28 @@ def test_wrong_shapes(tmp_path):
     with pytest.raises(
         FitsFormatError, match=r"odd\.fits: HDU VARIANCE has shape \(8, 9\)"
     ):
-        F.read_hsc_cutout([odd, odd, odd])
+        fits_hsc.read_hsc_cutout([odd, odd, odd])
     with pytest.raises(BadObjectError, match="expected \\(3, H, W\\)"):
-        F.validate_cutout(Cutout(np.ones((2, 8, 8), np.float32), source="x"))
+        fits_common.validate_cutout(Cutout(np.ones((2, 8, 8), np.float32), source="x"))
 
 
 def test_missing_band_file(tmp_path, hsc_files):
     with pytest.raises(FitsFormatError, match=r"obj-9: missing band file.*for i"):
-        F.read_hsc_cutout({"g": hsc_files[0], "r": hsc_files[1]}, object_id="obj-9")
+        fits_hsc.read_hsc_cutout({"g": hsc_files[0], "r": hsc_files[1]}, object_id="obj-9")
     with pytest.raises(StorageError, match="no such file"):
-        F.read_hsc_cutout([hsc_files[0], hsc_files[1], str(tmp_path / "gone.fits")])
+        fits_hsc.read_hsc_cutout([hsc_files[0], hsc_files[1], str(tmp_path / "gone.fits")])
 
 
 def test_gzip_bytes_are_deterministic():
     cut = blob_cutout()
-    a = F.tng_mock_bytes(cut, redshift=0.2, compress=True)
-    b = F.tng_mock_bytes(cut, redshift=0.2, compress=True)
+    a = fits_tng.tng_mock_bytes(cut, redshift=0.2, compress=True)
+    b = fits_tng.tng_mock_bytes(cut, redshift=0.2, compress=True)
     assert a == b and gzip.decompress(a)[:9] == b"SIMPLE  ="
-    assert F.fits_bytes_open(a, "mem").__len__() == 13
+    assert fits_common.fits_bytes_open(a, "mem").__len__() == 13
     with pytest.raises(
         FitsFormatError, match="mem: not a FITS file \\(an empty file\\)"
     ):
-        F.fits_bytes_open(b"", "mem")
+        fits_common.fits_bytes_open(b"", "mem")
     buf = io.BytesIO()
     afits.HDUList([afits.PrimaryHDU()]).writeto(buf)
-    assert len(F.fits_bytes_open(buf.getvalue(), "mem")) == 1
+    assert len(fits_common.fits_bytes_open(buf.getvalue(), "mem")) == 1

@@ -11,16 +11,15 @@ import numpy as np
 import pytest
 from astropy.io import fits as afits
 
-from ergo_ray.errors import BadObjectError, StorageError
-from ergo_ray.io import fits as F
-from ergo_ray.io import fitsscan, prefetch, sources
+from ergo_ray.errors import BadObjectError, FitsFormatError, StorageError
+from ergo_ray.io import fits_common, fits_hsc, fits_tng, fitsscan, prefetch, sources
 from ergo_ray.io import storage as st
 
 
 def _astropy_band(data: bytes, src: str = "mem") -> tuple:
     """Today's reader: every HDU through astropy."""
-    with F.fits_bytes_open(data, src) as hdul:
-        return F._hsc_band_planes(hdul, src)
+    with fits_common.fits_bytes_open(data, src) as hdul:
+        return fits_hsc._hsc_band_planes(hdul, src)
 
 
 def _assert_identical(got: tuple, want: tuple) -> None:
@@ -76,7 +75,7 @@ def test_plain_and_gzip_files_read_fast_and_identical(planes, compress, hierarch
     assert fitsscan.scan(data) is not None  # the fast path is the one taken
     if compress:
         data = gzip.compress(data)
-    got = F.read_hsc_band(data, "x.fits")
+    got = fits_hsc.read_hsc_band(data, "x.fits")
     _assert_identical(got, _astropy_band(data))
     # the bits were re-mapped from the file's MP_* numbering
     assert got[1][mask == (1 << 6)].max() == 1 << 4
@@ -90,7 +89,7 @@ def test_big_and_little_endian_arrays_read_identically(planes):
             afits.ImageHDU(mask.astype(f"{order}i4"), name="MASK"),
             afits.ImageHDU(var.astype(f"{order}f8"), name="VARIANCE"),
         )
-        got = F.read_hsc_band(data, "x.fits")
+        got = fits_hsc.read_hsc_band(data, "x.fits")
         _assert_identical(got, _astropy_band(data))
         np.testing.assert_array_equal(got[0], image)
 
@@ -121,7 +120,7 @@ def test_scaled_integer_images_identical(dtype, bscale, bzero, blank):
         hdu.header["BLANK"] = blank
     data = _band_bytes(hdu)
     assert fitsscan.scan(data) is not None
-    got = F.read_hsc_band(data, "x.fits")
+    got = fits_hsc.read_hsc_band(data, "x.fits")
     _assert_identical(got, _astropy_band(data))
     if blank is not None:
         assert np.isnan(got[0][2, :5]).all()
@@ -135,7 +134,7 @@ def test_tile_compressed_file_is_read_by_astropy_identically(planes):
         afits.CompImageHDU(var, name="VARIANCE", compression_type="GZIP_2"),
     )
     assert fitsscan.scan(data) is None  # compressed HDUs are astropy's
-    got = F.read_hsc_band(data, "x.fits.fz")
+    got = fits_hsc.read_hsc_band(data, "x.fits.fz")
     _assert_identical(got, _astropy_band(data))
     np.testing.assert_array_equal(got[1], mask)
 
@@ -145,23 +144,23 @@ def test_whole_cutouts_identical_on_both_layouts(tmp_path, compress):
     from ergo_ray.mock import mock_object
 
     cut = mock_object("hsc", 5, 1, 0, 64)[1]
-    urls = F.write_hsc_cutout(
+    urls = fits_hsc.write_hsc_cutout(
         cut, str(tmp_path / "h"), lineno=2, tract=1, compress=compress
     )
-    got = F.read_hsc_cutout(urls)
+    got = fits_hsc.read_hsc_cutout(urls)
     ref = [_astropy_band(st.read_bytes(u), u) for u in urls]
     for k in range(3):
         _assert_identical((got.image[k], got.mask[k], got.variance[k]), ref[k])
     np.testing.assert_array_equal(got.image, cut.image)
     tng = str(tmp_path / ("shalo_091-1_v0_HSC_GRI.fits" + (".gz" if compress else "")))
-    F.write_tng_mock(cut, tng, redshift=0.2, ra=1.0, dec=2.0)
-    fast, info = F.read_tng_mock(tng)
+    fits_tng.write_tng_mock(cut, tng, redshift=0.2, ra=1.0, dec=2.0)
+    fast, info = fits_tng.read_tng_mock(tng)
     np.testing.assert_array_equal(fast.image, cut.image)
-    with F.fits_bytes_open(st.read_bytes(tng), tng) as hdul:
-        ref_planes, ref_info = F._tng_planes(hdul, tng)
+    with fits_common.fits_bytes_open(st.read_bytes(tng), tng) as hdul:
+        ref_planes, ref_info = fits_tng._tng_planes(hdul, tng)
     hdus = fitsscan.scan(_payload(tng))
     assert hdus is not None
-    fast_planes, fast_info = F._tng_planes(hdus, tng)
+    fast_planes, fast_info = fits_tng._tng_planes(hdus, tng)
     for got_p, want_p in zip(fast_planes, ref_planes, strict=True):
         _assert_identical(got_p, want_p)
     assert fast_info == pytest.approx(ref_info, nan_ok=True)
@@ -193,8 +192,8 @@ def test_damaged_files_still_give_astropys_errors(planes):
     image, _, _ = planes
     data = _band_bytes(afits.ImageHDU(image, name="IMAGE"))
     assert fitsscan.scan(data[:-2880]) is None
-    with pytest.raises(F.FitsFormatError, match=r"truncated|no HDU named"):
-        F.read_hsc_band(data[:-2880], "x.fits")
+    with pytest.raises(FitsFormatError, match=r"truncated|no HDU named"):
+        fits_hsc.read_hsc_band(data[:-2880], "x.fits")
 
 
 def test_prefetcher_reads_concurrently_in_order_and_reraises(tmp_path, monkeypatch):
@@ -234,7 +233,7 @@ def test_read_unit_over_s3_matches_local(tmp_path, bucket, storage_cfg):
 
     local = tmp_path / "cut"
     for i in range(3):
-        F.write_hsc_cutout(
+        fits_hsc.write_hsc_cutout(
             mock_object("hsc", 5, i, 0, 32)[1], str(local), lineno=i + 2, tract=1
         )
     remote = f"s3://{bucket}/cut"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ergo_ray.io import fits as F
+from ergo_ray.io import fits_hsc, fits_tng
 from ergo_ray.io.shards import read_raw_shard, write_raw_shard
 
 from .helpers import BLOB_FLUX, aperture_flux, blob_cutout
@@ -23,11 +23,11 @@ def three_formats(tmp_path):
     }
     write_raw_shard(str(tmp_path / "s.parquet"), [row], [cut])
     _, (shard,) = read_raw_shard(str(tmp_path / "s.parquet"))
-    hsc = F.read_hsc_cutout(
-        F.write_hsc_cutout(cut, str(tmp_path), lineno=2, tract=1, compress=True)
+    hsc = fits_hsc.read_hsc_cutout(
+        fits_hsc.write_hsc_cutout(cut, str(tmp_path), lineno=2, tract=1, compress=True)
     )
-    tng, _ = F.read_tng_mock(
-        F.write_tng_mock(cut, str(tmp_path / F.tng_mock_name(84, 1, 0)), redshift=0.2)
+    tng, _ = fits_tng.read_tng_mock(
+        fits_tng.write_tng_mock(cut, str(tmp_path / fits_tng.tng_mock_name(84, 1, 0)), redshift=0.2)
     )
     return cut, {"shards": shard, "hsc-fits": hsc, "tng-fits": tng}
 

@@ -8,7 +8,7 @@ import pytest
 
 from ergo_ray.errors import BadObjectError, InputError
 from ergo_ray.io import catalog as C
-from ergo_ray.io import fits as F
+from ergo_ray.io import fits_hsc, fits_tng, layouts
 from ergo_ray.io import sources as S
 from ergo_ray.io.shards import write_raw_shard
 
@@ -38,16 +38,16 @@ def _write(fmt, root: Path, with_catalog=True):
         row = _row(k)
         if fmt == "hsc-fits":
             lineno = 2 + k
-            F.write_hsc_cutout(
+            fits_hsc.write_hsc_cutout(
                 _cut(k), str(root / "cutouts"), lineno=lineno, tract=9000 + k
             )
             row.update(
                 cutout_lineno=lineno,
-                file=f"cutouts/{F.hsc_cutout_name(lineno, 'i', 9000 + k)}",
+                file=f"cutouts/{fits_hsc.hsc_cutout_name(lineno, 'i', 9000 + k)}",
             )
         elif fmt == "tng-fits":
-            name = F.tng_mock_name(91, k, 0)
-            F.write_tng_mock(
+            name = fits_tng.tng_mock_name(91, k, 0)
+            fits_tng.write_tng_mock(
                 _cut(k), str(root / "images" / name), redshift=row["redshift"]
             )
             row["file"] = f"images/{name}"
@@ -70,7 +70,7 @@ def _write(fmt, root: Path, with_catalog=True):
     return rows
 
 
-@pytest.mark.parametrize("fmt", S.FORMATS)
+@pytest.mark.parametrize("fmt", layouts.FORMATS)
 def test_every_format_reads_back_with_its_rows(tmp_path, fmt):
     _write(fmt, tmp_path)
     units = S.discover(str(tmp_path), max_objects=2)
@@ -104,12 +104,12 @@ def test_fits_folders_without_catalogue_get_rows_from_names(tmp_path, fmt):
 
 def test_corrupt_file_does_not_stop_the_read(tmp_path):
     _write("hsc-fits", tmp_path)
-    bad = tmp_path / "cutouts" / F.hsc_cutout_name(4, "r", 9002)
+    bad = tmp_path / "cutouts" / fits_hsc.hsc_cutout_name(4, "r", 9002)
     bad.write_bytes(bad.read_bytes()[:5000])
-    (tmp_path / "cutouts" / F.hsc_cutout_name(5, "g", 9003)).write_bytes(
+    (tmp_path / "cutouts" / fits_hsc.hsc_cutout_name(5, "g", 9003)).write_bytes(
         b"<html>oops</html>"
     )
-    (tmp_path / "cutouts" / F.hsc_cutout_name(6, "i", 9004)).unlink()
+    (tmp_path / "cutouts" / fits_hsc.hsc_cutout_name(6, "i", 9004)).unlink()
     out = list(S.iter_survey(str(tmp_path)))
     ok = [r["object_id"] for r, c in out if not isinstance(c, BadObjectError)]
     errs = {r["object_id"]: c for r, c in out if isinstance(c, BadObjectError)}
@@ -130,10 +130,10 @@ def test_corrupt_file_does_not_stop_the_read(tmp_path):
 
 def test_bad_tng_file_and_bad_shard_are_errors_not_aborts(tmp_path):
     _write("tng-fits", tmp_path / "t")
-    (tmp_path / "t" / "images" / F.tng_mock_name(91, 2, 0)).write_bytes(
+    (tmp_path / "t" / "images" / fits_tng.tng_mock_name(91, 2, 0)).write_bytes(
         b"SIMPLE  = T" * 10
     )
-    (tmp_path / "t" / "images" / F.tng_mock_name(91, 4, 0)).unlink()
+    (tmp_path / "t" / "images" / fits_tng.tng_mock_name(91, 4, 0)).unlink()
     out = list(S.iter_survey(str(tmp_path / "t")))
     reasons = [c.reason if isinstance(c, BadObjectError) else "ok" for _, c in out]
     assert reasons == ["ok", "ok", "truncated", "ok", "missing_file"]
@@ -151,10 +151,10 @@ def test_bad_tng_file_and_bad_shard_are_errors_not_aborts(tmp_path):
 
 
 def test_hsc_units_group_up_to_64_objects_and_group_band_files(tmp_path):
-    urls = F.write_hsc_cutout(blob_cutout(size=8), str(tmp_path), lineno=2, tract=1)
+    urls = fits_hsc.write_hsc_cutout(blob_cutout(size=8), str(tmp_path), lineno=2, tract=1)
     for lineno in range(3, 2 + 70):  # same bytes under the other objects' names
         for band, url in zip("gri", urls, strict=True):
-            (tmp_path / F.hsc_cutout_name(lineno, band, 1)).write_bytes(
+            (tmp_path / fits_hsc.hsc_cutout_name(lineno, band, 1)).write_bytes(
                 Path(url).read_bytes()
             )
     units = S.discover(str(tmp_path))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ergo_ray.preprocess import petrosian
+from ergo_ray.preprocess import detection, petrosian
 from ergo_ray.preprocess.stats import median, percentile, sigma_clipped_stats
 
 
@@ -53,7 +53,7 @@ def _deblend_reference(smooth, seg, thresh, min_area):
     peak, total, base = float(vals.max()), float(vals.sum()), max(thresh, 1e-6)
     if peak <= base * 1.01:
         return seg.astype(np.int32)
-    n_lev = petrosian.DEBLEND_LEVELS
+    n_lev = detection.DEBLEND_LEVELS
     levels = base * (peak / base) ** (np.arange(1, n_lev + 1) / (n_lev + 1))
     seeds, n_seeds = seg.astype(np.int32), 1
     for t in levels:
@@ -63,7 +63,7 @@ def _deblend_reference(smooth, seg, thresh, min_area):
         comp, n = ndimage.label(above, structure=np.ones((3, 3), bool))
         area = np.bincount(comp.ravel(), minlength=n + 1)
         flux = np.bincount(comp.ravel(), weights=(smooth - t).ravel(), minlength=n + 1)
-        sig = (area >= min_area) & (flux >= petrosian.DEBLEND_CONTRAST * total)
+        sig = (area >= min_area) & (flux >= detection.DEBLEND_CONTRAST * total)
         sig[0] = False
         children: dict[int, list[int]] = {}
         for c in np.flatnonzero(sig):
@@ -90,7 +90,7 @@ def _blended_segment(seed):
             -((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(2.0, 5.0) ** 2)
         )
     img += rng.normal(0, 0.02, img.shape)
-    smooth = petrosian._smooth3(img.astype(np.float32))
+    smooth = detection._smooth3(img.astype(np.float32))
     thresh = 0.06
     labels, _ = ndimage.label(smooth > thresh, structure=np.ones((3, 3), bool))
     return smooth, labels == labels[32, 32], thresh
@@ -100,7 +100,7 @@ def _blended_segment(seed):
 def test_deblend_equals_level_by_level_reference(seed):
     smooth, seg, thresh = _blended_segment(seed)
     assert seg.any()
-    got = petrosian._deblend(smooth, seg, thresh, 8)
+    got = detection._deblend(smooth, seg, thresh, 8)
     np.testing.assert_array_equal(got, _deblend_reference(smooth, seg, thresh, 8))
 
 
@@ -140,11 +140,11 @@ def test_ring_mean_equals_masked_ring_means():
 
 def test_binning_helpers():
     img = np.arange(7 * 9, dtype=np.float32).reshape(7, 9)
-    np.testing.assert_allclose(petrosian._bin2(img), img[:6, :8].reshape(3, 2, 4, 2).mean((1, 3)))
+    np.testing.assert_allclose(detection._bin2(img), img[:6, :8].reshape(3, 2, 4, 2).mean((1, 3)))
     mask = np.zeros((7, 9), bool)
     mask[3, 4] = True
-    assert petrosian._bin2_any(mask).sum() == 1 and petrosian._bin2_any(mask)[1, 2]
-    up = petrosian._upsample2(np.arange(12).reshape(3, 4), (7, 9))
+    assert detection._bin2_any(mask).sum() == 1 and detection._bin2_any(mask)[1, 2]
+    up = detection._upsample2(np.arange(12).reshape(3, 4), (7, 9))
     assert up.shape == (7, 9) and up[5, 7] == 11 and up[6, 8] == 11 and up[0, 1] == 0
 
 
@@ -154,12 +154,12 @@ def test_binned_deblending_and_window_against_full_resolution(monkeypatch):
     from tests.unit.preprocess.stamps import sersic_stamp
 
     stamps = [sersic_stamp(s, neighbour=True)[0].image[1] for s in range(10)]
-    assert min(stamps[0].shape) >= petrosian.BIN_MIN_PX
+    assert min(stamps[0].shape) >= detection.BIN_MIN_PX
     fast = [petrosian.measure_petrosian(b) for b in stamps]
     monkeypatch.setattr(petrosian, "WINDOW_RADIUS_PX", np.inf)
     whole = [petrosian.measure_petrosian(b) for b in stamps]
     assert [r.r90_px for r in fast] == [r.r90_px for r in whole]
-    monkeypatch.setattr(petrosian, "BIN_MIN_PX", 10**9)
+    monkeypatch.setattr(detection, "BIN_MIN_PX", 10**9)
     full = [petrosian.measure_petrosian(b) for b in stamps]
     rel = np.array([f.r90_px / r.r90_px - 1 for f, r in zip(fast, full, strict=True)])
     assert np.median(np.abs(rel)) < 0.01 and np.all(np.abs(rel) < 0.10), rel
