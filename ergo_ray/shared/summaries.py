@@ -291,7 +291,7 @@ def _smooth_rows(hist: torch.Tensor, h: torch.Tensor, length: int) -> torch.Tens
 
 def _exp_normal(x: torch.Tensor) -> torch.Tensor:
     """``exp(x)``, and 0 where that is below float64's normal range (x < -708)."""
-    return torch.where(x >= _EXP_MIN, torch.exp(x.clamp(min=_EXP_MIN)), 0.0)
+    return torch.exp(x.clamp(min=_EXP_MIN)).masked_fill_(x < _EXP_MIN, 0.0)
 
 
 def _most_prominent_peak(d: torch.Tensor) -> torch.Tensor:
