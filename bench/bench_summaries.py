@@ -13,8 +13,11 @@ Samples mimic cINN posteriors: unimodal, skewed and multi-modal ex-situ fraction
 targets with a random fraction of no-merger samples (outside the valid ranges).
 
 Run: ``python bench/bench_summaries.py [--quick]``. Two rows, core for core: both sides on
-one core (torch one intra-op thread, the scipy loop in this process), then both on every
-core (torch that many threads, the scipy loop split over that many processes).
+one core (torch one intra-op thread, the scipy loop in this process; CPU seconds of this
+process, so other load on the machine does not count), then both on every core (torch that
+many threads, the scipy loop split over that many processes; wall-clock seconds). numpy's
+and scipy's BLAS run one thread (``OMP_NUM_THREADS=1`` unless set): a 1-thread loop with
+BLAS threads idling beside it would be a slower peer than one core allows.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
 import torch
@@ -55,12 +61,17 @@ def make_samples(n: int, s: int = SAMPLES, seed: int = 0) -> np.ndarray:
     return out
 
 
+def _clock(threads: int) -> float:
+    """CPU seconds of this process on one core; wall-clock seconds on several."""
+    return time.process_time() if threads <= 1 else time.perf_counter()
+
+
 def _reference_timed(samples: np.ndarray, procs: int) -> tuple[float, dict]:
     """Seconds of the scipy loop on ``procs`` processes (started before the clock)."""
     if procs <= 1:
-        t0 = time.perf_counter()
+        t0 = _clock(1)
         ref = reference(samples)
-        return time.perf_counter() - t0, ref
+        return _clock(1) - t0, ref
     from concurrent.futures import ProcessPoolExecutor
 
     chunks = np.array_split(samples, procs)
@@ -121,9 +132,9 @@ def run(quick: bool) -> list[dict]:
         for threads in sorted({1, cores}):
             torch.set_num_threads(threads)
             summarize(samples[:16], grid=GRID, device="cpu")  # warm-up
-            t0 = time.perf_counter()
+            t0 = _clock(threads)
             got = summarize(samples, grid=GRID, device="cpu")
-            t_batched = time.perf_counter() - t0
+            t_batched = _clock(threads) - t0
             t_ref, ref = _reference_timed(samples, threads)
             timings[threads] = (t_batched, t_ref)
     finally:
@@ -154,7 +165,8 @@ def run(quick: bool) -> list[dict]:
             "peer": n / tr,
             "ratio": tr / tb,
             "how": f"torch {threads} intra-op thread(s) vs the scipy loop on {threads} "
-                   "process(es) (galaxies split between them), same samples",
+                   "process(es) (galaxies split between them), same samples, BLAS 1 thread; "
+                   + ("CPU seconds" if threads <= 1 else "wall-clock seconds"),
         }
         for threads, (tb, tr) in sorted(timings.items())
     ] + [

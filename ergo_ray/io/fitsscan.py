@@ -17,6 +17,8 @@ gives the usual error messages for damaged files.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,25 +31,20 @@ _CARD = 80
 _END_CARD = b"END" + b" " * 77
 _BITPIX_DTYPE = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 _MISSING = object()
+#: A quoted FITS string: quotes doubled inside, the closing quote required (possessive,
+#: so that a doubled quote at the end is not taken back to close the string).
+_STRING = re.compile(r"'((?:[^']|'')*+)'")
 
 
 def _parse_value(text: str) -> Any:
     """Parse a card's value field as astropy does (string, bool, int, float)."""
     s = text.lstrip()
-    if s.startswith("'"):
-        out, i = [], 1
-        while i < len(s):
-            ch = s[i]
-            if ch == "'":
-                if s[i + 1 : i + 2] == "'":
-                    out.append("'")
-                    i += 2
-                    continue
-                return "".join(out).rstrip()
-            out.append(ch)
-            i += 1
-        raise ValueError("unterminated string")
-    token = s.split("/", 1)[0].strip()
+    if s[:1] == "'":
+        m = _STRING.match(s)
+        if m is None:
+            raise ValueError("unterminated string")
+        return m.group(1).replace("''", "'").rstrip()
+    token = s.partition("/")[0].strip()
     if token == "T":
         return True
     if token == "F":
@@ -85,9 +82,12 @@ class ScanHeader:
 
     def get(self, key: str, default: Any = None) -> Any:
         """Return the value of ``key`` or ``default`` when the header lacks it."""
+        parsed = self._parsed
+        if key in parsed:
+            return parsed[key]
         k = key.upper()
-        if k in self._parsed:
-            return self._parsed[k]
+        if k in parsed:
+            return parsed[k]
         text = self._raw.get(k)
         if text is None:
             return default
@@ -95,7 +95,7 @@ class ScanHeader:
             value = _parse_value(text)
         except ValueError:
             value = text.strip()  # astropy would warn and keep the text as well
-        self._parsed[k] = value
+        parsed[k] = value
         return value
 
     def keys(self) -> Iterator[str]:
@@ -229,7 +229,7 @@ def scan(buf: bytes) -> list[ScanHdu] | None:
         pcount, gcount = hdr.get("PCOUNT", 0), hdr.get("GCOUNT", 1)
         if pcount != 0 or gcount != 1:
             return None
-        count = int(np.prod(dims)) if naxis else 0
+        count = math.prod(dims) if naxis else 0
         nbytes = count * abs(bitpix) // 8
         padded = -(-nbytes // _BLOCK) * _BLOCK
         if data_pos + padded > n:

@@ -89,6 +89,19 @@ def prepare_image(
     )
     _, h, w = img.shape
     side = crop_side(res.r90_px, crop_factor, h, w)
+    resized = crop_and_resize(_filled(img, bad)[::-1], side, size)  # (i, r, g)
+    out = stretch_image(resized, stretch, scaled_box(central_box_px, size))
+    radii = {
+        "r50_px": float(res.r50_px),
+        "r90_px": float(res.r90_px),
+        "petro_r_px": float(res.petro_r_px),
+        "crop_px": float(side),
+    }
+    return out, radii
+
+
+def _filled(img: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Return the float32 stamp with each band's bad pixels set to its good pixels' median."""
     work = img.astype(np.float32, copy=False)  # crop_and_resize copies what it uses
     if bad.any():
         work = work.copy()
@@ -98,12 +111,4 @@ def prepare_image(
                 raise BadObjectError(msg, reason=reasons.ALL_MASKED)
             if bad[b].any():
                 work[b][bad[b]] = median(work[b][~bad[b]])
-    resized = crop_and_resize(work[::-1], side, size)  # (i, r, g)
-    out = stretch_image(resized, stretch, scaled_box(central_box_px, size))
-    radii = {
-        "r50_px": float(res.r50_px),
-        "r90_px": float(res.r90_px),
-        "petro_r_px": float(res.petro_r_px),
-        "crop_px": float(side),
-    }
-    return out, radii
+    return work

@@ -136,19 +136,15 @@ def joint_log_stretch(image: np.ndarray, box_px: int) -> np.ndarray:
     return _log_stretch(image, box_px, "no positive pixel in the image")
 
 
-def _log_stretch(x: np.ndarray, box_px: int, empty: str) -> np.ndarray:
-    """Return the log stretch of a 2-D band or a (C, H, W) image with one pair of limits."""
-    x = np.asarray(x, dtype=np.float32)
-    floor = np.float32(10.0**LOG_FLOOR)
-    fin = (x > floor) & (x < np.inf)  # x <= 0, NaN, inf and log10 x < -7 are missing
-    n_missing = x.size - int(np.count_nonzero(fin))
-    if n_missing == x.size:
+def _log_limits(y: np.ndarray, fin: np.ndarray, box_px: int, empty: str) -> tuple[float, float]:
+    """Return (lower, upper) of the log stretch of ``y`` = log of the valid pixels ``fin``.
+
+    Missing pixels sit at log(floor), below every valid value: the median skips them.
+    """
+    n_missing = y.size - int(np.count_nonzero(fin))
+    if n_missing == y.size:
         msg = f"{empty}: the log stretch is undefined"
         raise BadObjectError(msg, reason=reasons.EMPTY_BAND)
-    # Natural log (numpy's float32 log10 is several times slower): the stretch maps
-    # [lower, upper] to [0, 1], which does not depend on the base. Missing pixels sit at
-    # log(floor), below every valid value: they are skipped by the median and end at 0.
-    y = np.log(np.where(fin, x, floor))
     lower = median(y, skip=n_missing)
     upper = percentile(central_box(y, box_px)[central_box(fin, box_px)], 99.0)
     if not (np.isfinite(upper) and upper > lower):
@@ -157,8 +153,38 @@ def _log_stretch(x: np.ndarray, box_px: int, empty: str) -> np.ndarray:
             f"{lower / _LN10:.3g} (log10)"
         )
         raise BadObjectError(msg, reason=reasons.FLAT_STRETCH)
+    return lower, upper
+
+
+def _log_of_valid(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (log of x with missing pixels at log(floor), mask of the valid pixels)."""
+    floor = np.float32(10.0**LOG_FLOOR)
+    fin = (x > floor) & (x < np.inf)  # x <= 0, NaN, inf and log10 x < -7 are missing
+    # Natural log (numpy's float32 log10 is several times slower): the stretch maps
+    # [lower, upper] to [0, 1], which does not depend on the base.
+    return np.log(np.where(fin, x, floor)), fin
+
+
+def _log_stretch(x: np.ndarray, box_px: int, empty: str) -> np.ndarray:
+    """Return the log stretch of a 2-D band or a (C, H, W) image with one pair of limits."""
+    y, fin = _log_of_valid(np.asarray(x, dtype=np.float32))
+    lower, upper = _log_limits(y, fin, box_px, empty)
     y -= lower
     y /= upper - lower
+    return _to_uint8(y)
+
+
+def _log_stretch_bands(image: np.ndarray, box_px: int) -> np.ndarray:
+    """Return the per-band log stretch of a (C, H, W) image, each band with its own limits.
+
+    The same arithmetic as :func:`log_stretch` band by band (float32, limits as Python
+    floats rounded to float32), with the element-wise steps done once for all bands.
+    """
+    y, fin = _log_of_valid(np.asarray(image, dtype=np.float32))
+    limits = [_log_limits(y[b], fin[b], box_px, "no positive pixel in the band")
+              for b in range(y.shape[0])]
+    y -= np.array([lo for lo, _ in limits], dtype=np.float32)[:, None, None]
+    y /= np.array([hi - lo for lo, hi in limits], dtype=np.float32)[:, None, None]
     return _to_uint8(y)
 
 
@@ -207,7 +233,7 @@ def stretch_image(image: np.ndarray, method: str, box_px: int) -> np.ndarray:
         From :func:`log_stretch` or :func:`joint_log_stretch`.
     """
     if method == "log":
-        return np.stack([log_stretch(b, box_px) for b in image])
+        return _log_stretch_bands(image, box_px)
     if method == "log_joint":
         return joint_log_stretch(image, box_px)
     if method == "asinh":

@@ -50,6 +50,9 @@ PEAK_DISTANCE = 32
 #: Minimum prominence of a kept peak (unless no peak reaches it).
 PEAK_PROMINENCE = 0.02
 
+#: exp(x) is a subnormal float64 (or 0) below this.
+_EXP_MIN = -708.0
+
 _QUANTILES = {"p05": 0.05, "p16": 0.16, "median": 0.5, "p84": 0.84, "p95": 0.95}
 
 
@@ -125,7 +128,7 @@ def _masked_stats(
     dev = torch.where(mask, v - mean[:, None], torch.zeros_like(v))
     var = (dev**2).sum(dim=1) / nf.clamp(min=1)
     std = var.sqrt()
-    srt, _ = torch.sort(torch.where(mask, v, torch.full_like(v, math.inf)), dim=1)
+    srt = _sort_rows(torch.where(mask, v, torch.full_like(v, math.inf)))
     res: dict[str, torch.Tensor] = {"mean": mean, "std": std}
     for key, q in _QUANTILES.items():
         res[key] = _sorted_quantile(srt, n, q)
@@ -134,6 +137,17 @@ def _masked_stats(
     )
     nan = torch.full_like(mean, math.nan)
     return {k: torch.where(has, val, nan).cpu().numpy() for k, val in res.items()}
+
+
+def _sort_rows(v: torch.Tensor) -> torch.Tensor:
+    """Return each row sorted ascending.
+
+    On the CPU numpy sorts: its vectorised sort is many times faster than torch's there,
+    and sorting is exact, so the values are the same.
+    """
+    if v.device.type == "cpu":
+        return torch.from_numpy(np.sort(v.numpy(), axis=1))
+    return torch.sort(v, dim=1).values
 
 
 def _sorted_quantile(srt: torch.Tensor, n: torch.Tensor, q: float) -> torch.Tensor:
@@ -230,25 +244,54 @@ def _gaussian_smooth(hist: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     The kernel's transform is analytic: the DFT of a sampled Gaussian is, by Poisson
     summation, a sum of shifted Gaussians, ``sum_q exp(-2 pi^2 h^2 (f + q)^2)``; enough alias
     terms are kept for the narrowest row. The FFT length leaves at least ten kernel widths of
-    zero padding, so the circular convolution equals the linear one on the grid.
+    zero padding, so the circular convolution equals the linear one on the grid; rows are
+    grouped by the length they need, so that one wide kernel does not lengthen every row's.
     """
     b, g = hist.shape
-    h_max = float(h.max()) if b else 1.0
-    length = 1 << math.ceil(math.log2(g + max(10.0 * h_max, 2.0)))
-    freq = torch.arange(length // 2 + 1, device=hist.device, dtype=hist.dtype) / length
-    h_min = max(float(h.min()) if b else 1.0, 1e-3)
-    n_alias = min(64, math.ceil(math.sqrt(40.0 / (2 * math.pi**2)) / h_min) + 1)
+    if not b:
+        return hist.clone()
+    need = (g + torch.clamp(10.0 * h, min=2.0)).log2().ceil().long()
+    levels = torch.unique(need)
+    if levels.numel() == 1:
+        return _smooth_rows(hist, h, 1 << int(levels[0]))
+    out = torch.empty_like(hist)
+    for level in levels.tolist():
+        rows = torch.nonzero(need == level).squeeze(1)
+        out[rows] = _smooth_rows(hist[rows], h[rows], 1 << int(level))
+    return out
+
+
+def _smooth_rows(hist: torch.Tensor, h: torch.Tensor, length: int) -> torch.Tensor:
+    """:func:`_gaussian_smooth` of rows that share the FFT length ``length``."""
+    g = hist.shape[1]
     a = (2 * math.pi**2) * h[:, None] ** 2
-    kf = torch.exp(-a * freq[None, :] ** 2)
+    # The kernel's transform is set to 0 where it falls below float64's normal range: the
+    # frequencies where it does so for every row are left out of the product (irfft pads
+    # them with zeros), and no subnormal number reaches exp or the inverse FFT, whose
+    # arithmetic on them is tens of times slower (they are ~1e-308 of the largest term).
+    n_freq = length // 2 + 1
+    a_min = float(a.min())
+    if a_min > 0:
+        n_freq = min(n_freq, math.ceil(length * math.sqrt(-_EXP_MIN / a_min)) + 1)
+    freq = torch.arange(n_freq, device=hist.device, dtype=hist.dtype) / length
+    h_min = max(float(h.min()), 1e-3)
+    n_alias = min(64, math.ceil(math.sqrt(40.0 / (2 * math.pi**2)) / h_min) + 1)
+    kf = _exp_normal(-a * freq[None, :] ** 2)
     for q in range(1, n_alias + 1):
         # Alias terms matter only for narrow kernels (a few rows, if any).
         rows = torch.nonzero(a[:, 0] * (q - 0.5) ** 2 < 40.0).squeeze(1)
         if not rows.numel():
             break
         ar = a[rows]
-        kf[rows] += torch.exp(-ar * (freq[None, :] + q) ** 2)
-        kf[rows] += torch.exp(-ar * (freq[None, :] - q) ** 2)
-    return torch.fft.irfft(torch.fft.rfft(hist, length) * kf, length)[:, :g]
+        kf[rows] += _exp_normal(-ar * (freq[None, :] + q) ** 2)
+        kf[rows] += _exp_normal(-ar * (freq[None, :] - q) ** 2)
+    spec = torch.fft.rfft(hist, length)[:, :n_freq] * kf
+    return torch.fft.irfft(spec, length)[:, :g]
+
+
+def _exp_normal(x: torch.Tensor) -> torch.Tensor:
+    """``exp(x)``, and 0 where that is below float64's normal range (x < -708)."""
+    return torch.exp(x.clamp(min=_EXP_MIN)).masked_fill_(x < _EXP_MIN, 0.0)
 
 
 def _most_prominent_peak(d: torch.Tensor) -> torch.Tensor:
@@ -272,30 +315,28 @@ def _select_peak(d: torch.Tensor, cand: torch.Tensor, g: int) -> torch.Tensor:
     """Distance filter, then the most prominent survivor, for rows with >= 2 candidates."""
     b = d.shape[0]
     idx = torch.arange(g, device=d.device)
+    # The candidates' positions, ascending, as a (b, c) table padded with g.
+    r, col = torch.nonzero(cand, as_tuple=True)
+    c = int(cand.sum(dim=1).max().item())
+    pos = torch.full((b, c), g, dtype=torch.long, device=d.device)
+    pos[r, cand.cumsum(dim=1)[r, col] - 1] = col
+    cands = pos < g
+    posc = pos.clamp(max=g - 1)
+    neg = torch.tensor(-math.inf, dtype=d.dtype, device=d.device)
     # Greedily keep the highest remaining candidate and drop those closer than
     # PEAK_DISTANCE (scipy's _select_by_peak_distance); the loop runs over peak ranks.
-    keep = torch.zeros_like(cand)
-    avail = cand.clone()
+    height = torch.where(cands, d.gather(1, posc), neg)
+    has = torch.zeros_like(cands)
+    avail = cands.clone()
     rows = torch.arange(b, device=d.device)
-    neg = torch.tensor(-math.inf, dtype=d.dtype, device=d.device)
-    while rows.numel():
-        best_val, best = torch.where(avail[rows], d[rows], neg).max(dim=1)
+    for _ in range(c):
+        best_val, best = torch.where(avail, height, neg).max(dim=1)
         live = torch.isfinite(best_val)
-        rows, best = rows[live], best[live]
-        if not rows.numel():
+        if not live.any():
             break
-        keep[rows, best] = True
-        near = (idx[None, :] - best[:, None]).abs() < PEAK_DISTANCE
-        avail[rows] &= ~near
-
-    n_keep = keep.sum(dim=1)
-    p = int(n_keep.max().item())
-    pos, _ = torch.sort(
-        torch.where(keep, idx[None, :], torch.full_like(idx[None, :], g)), dim=1
-    )
-    pos = pos[:, :p]
-    has = pos < g
-    posc = pos.clamp(max=g - 1)
+        has[rows[live], best[live]] = True
+        near = (pos - pos.gather(1, best[:, None])).abs() < PEAK_DISTANCE
+        avail &= ~(near & live[:, None])
     hv = d.gather(1, posc)  # (b, p)
     # Prominence (scipy.signal.peak_prominences, no window): from each peak, walk to the
     # nearest strictly higher point on each side; the base is the higher of the two minima.

@@ -118,3 +118,21 @@ def test_degenerate_rows():
     assert map_reference(np.array([])) != map_reference(np.array([]))  # NaN
     with pytest.raises(ValueError, match="shape"):
         summarize(np.zeros((3, 10)), device="cpu")
+
+
+def test_gaussian_smooth_equals_direct_convolution_for_mixed_widths():
+    # Widths from 0.3 to 150 grid steps: alias terms, and rows needing different FFT lengths.
+    import torch
+
+    from ergo_ray.shared.summaries import _gaussian_smooth
+
+    rng = np.random.default_rng(7)
+    g = 512
+    hist = rng.random((6, g)) * (rng.random((6, g)) < 0.3)
+    h = np.array([0.3, 2.0, 8.0, 25.0, 60.0, 150.0])
+    got = _gaussian_smooth(torch.from_numpy(hist), torch.from_numpy(h)).numpy()
+    d = np.arange(-g + 1, g)
+    for r in range(6):
+        k = np.exp(-0.5 * (d / h[r]) ** 2) / (h[r] * np.sqrt(2 * np.pi))  # sampled Gaussian
+        want = np.convolve(hist[r], k)[g - 1 : 2 * g - 1]
+        np.testing.assert_allclose(got[r], want, rtol=1e-9, atol=1e-12 * hist[r].sum())
