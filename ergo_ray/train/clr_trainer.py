@@ -231,11 +231,15 @@ class ClrTrainer:
     def train_steps(
         self, batches: Iterator[np.ndarray], n_steps: int, generator: torch.Generator
     ) -> dict[str, float]:
-        """Run ``n_steps`` optimisation steps; returns mean loss, images and seconds."""
+        """Run ``n_steps`` optimisation steps.
+
+        Returns the mean loss, the images, the wall seconds and the CPU seconds of this
+        process (every thread, e.g. a data feed's) spent on them.
+        """
         self.model.train()
         # the losses stay on the device: reading each one would wait for its step
         losses: list[torch.Tensor] = []
-        images, t0 = 0, time.perf_counter()
+        images, t0, c0 = 0, time.perf_counter(), time.process_time()
         for _ in range(n_steps):
             batch = next(batches)
             loss = self._loss(batch, generator, update=True)
@@ -248,7 +252,8 @@ class ClrTrainer:
             losses.append(loss.detach().double())
             images += len(batch)
         mean_loss = float(torch.stack(losses).mean()) if losses else float("nan")
-        return {"loss": mean_loss, "images": float(images), "seconds": time.perf_counter() - t0}
+        return {"loss": mean_loss, "images": float(images), "seconds": time.perf_counter() - t0,
+                "cpu_seconds": time.process_time() - c0}
 
     @torch.no_grad()
     def validate(
@@ -309,6 +314,7 @@ class ClrTrainer:
             "val_loss": val_loss,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "train_images_per_s": tr["images"] / max(tr["seconds"], 1e-9),
+            "train_images_per_cpu_s": tr["images"] / max(tr["cpu_seconds"], 1e-9),
             "train_images": int(tr["images"]) * _world(),
             "world_size": _world(),
             "support_set_max_diff": self._bank_spread(),
