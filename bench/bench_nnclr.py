@@ -136,8 +136,8 @@ def _throughput(preset: str, data: list[str] | None, quick: bool, tmp: str) -> l
     spec = {"preset": preset, "overrides": overrides, "data": data, "epochs": epochs,
             "out": st.join(tmp, "plain-run"), "device": "cuda" if gpu else "cpu"}
     # The plain loop runs before and after the Ray run, so that a slow spell of a shared
-    # machine does not fall on one side only.
-    plain = _plain_peer(spec)
+    # machine does not fall on one side only (after it only in the smoke run).
+    plain = [] if quick else _plain_peer(spec)
     ensure_ray(cfg)
     t0 = time.perf_counter()
     fit_nnclr(cfg, data=data, out=out, workers=1, use_gpu=gpu, epochs=epochs, inputs=inputs)
