@@ -34,9 +34,11 @@ from torch import nn
 from ergo_ray.errors import CheckpointError
 
 __all__ = [
+    "NEGLIGIBLE_WEIGHT",
     "CinnArch",
     "ConditionalINN",
     "draw_physical",
+    "drop_negligible_weights",
     "index_seeds",
     "latent_noise",
     "object_seeds",
@@ -129,6 +131,38 @@ def _condition_net(arch: CinnArch) -> nn.Sequential:
         layers += [nn.Linear(c, c), nn.ReLU()]
     layers.append(nn.Linear(c, c))
     return nn.Sequential(*layers)
+
+
+#: Weights smaller than this are set to zero. AdamW's weight decay drives the weights of
+#: dead ReLU units towards zero geometrically: after the `local` training ~16 % of the cINN's
+#: weights were below 1e-20 and 4 % subnormal (< 1.2e-38). Products with them are
+#: subnormal, which the CPU computes on a slow path: sampling ran at 7 galaxies/s per core
+#: instead of 120. Beside weights of order 1e-2 such a term is below float32's rounding, so
+#: dropping it leaves the outputs as they were.
+NEGLIGIBLE_WEIGHT = 1e-20
+
+
+def drop_negligible_weights(module: nn.Module) -> int:
+    """Set every floating-point parameter smaller than :data:`NEGLIGIBLE_WEIGHT` to zero.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Changed in place.
+
+    Returns
+    -------
+    int
+        How many non-zero weights were set to zero.
+    """
+    dropped = 0
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.is_floating_point():
+                tiny = (p.abs() < NEGLIGIBLE_WEIGHT) & (p != 0)
+                dropped += int(tiny.sum())
+                p.masked_fill_(tiny, 0.0)
+    return dropped
 
 
 class ConditionalINN(nn.Module):
@@ -277,6 +311,7 @@ class ConditionalINN(nn.Module):
         except (KeyError, RuntimeError, TypeError, AttributeError) as err:
             msg = f"cINN weights do not match their architecture record: {err}"
             raise CheckpointError(msg) from err
+        drop_negligible_weights(model)
         return model
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ergo_ray.errors import CheckpointError, InputError
-from ergo_ray.models.cinn import CinnArch, ConditionalINN
+from ergo_ray.models.cinn import CinnArch, ConditionalINN, drop_negligible_weights
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig
@@ -227,6 +227,7 @@ def _train_epoch(
         opt.step()
         tot_dev += loss.detach().double() * len(idx)  # no per-step device sync
         cnt += len(idx)
+    drop_negligible_weights(model)
     return float(tot_dev), cnt
 
 

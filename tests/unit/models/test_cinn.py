@@ -8,8 +8,10 @@ import torch
 
 from ergo_ray.errors import CheckpointError
 from ergo_ray.models.cinn import (
+    NEGLIGIBLE_WEIGHT,
     CinnArch,
     ConditionalINN,
+    drop_negligible_weights,
     index_seeds,
     latent_noise,
     object_seeds,
@@ -121,6 +123,30 @@ def test_payload_round_trip_gives_same_outputs():
     bad["arch"] = {**bad["arch"], "subnet_width": 64}
     with pytest.raises(CheckpointError, match="do not match"):
         ConditionalINN.from_payload(bad)
+
+
+def test_decayed_weights_are_dropped_on_load_without_changing_samples():
+    # Weight decay leaves dead units' weights subnormal; the CPU multiplies by them on a
+    # slow path. Loading drops every weight below NEGLIGIBLE_WEIGHT; the samples stay equal.
+    decayed = _trained()
+    g = torch.Generator().manual_seed(5)
+    n_tiny = 0
+    with torch.no_grad():
+        for p in decayed.trainable_parameters():
+            pick = torch.rand(p.shape, generator=g) < 0.2
+            tiny = torch.where(torch.rand(p.shape, generator=g) < 0.5, 1e-39, -1e-25)
+            p[pick] = tiny[pick]
+            n_tiny += int(pick.sum())
+    assert n_tiny > 100
+    loaded = ConditionalINN.from_payload(decayed.payload())
+    weights = torch.cat([p.flatten() for p in loaded.trainable_parameters()])
+    assert int(((weights.abs() < NEGLIGIBLE_WEIGHT) & (weights != 0)).sum()) == 0
+    c, z = torch.randn(6, ARCH.cond_in), torch.randn(6, 50, 3)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded.sample(c, z).numpy(), decayed.sample(c, z).numpy(),
+                                   rtol=0, atol=1e-6)
+    assert drop_negligible_weights(decayed) == n_tiny
+    assert drop_negligible_weights(decayed) == 0
 
 
 def test_latent_noise_reproducible_and_batch_independent():
