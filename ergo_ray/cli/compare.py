@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N galaxies per set (default: ood.max_per_set)")
     parser.add_argument("--samples", type=int, default=None, metavar="N",
-                        help="posterior samples per galaxy (default: infer.n_samples)")
+                        help="posterior samples per galaxy (default: evaluate.compare_samples)")
     parser.add_argument("--no-umap", action="store_true", help="skip the joint UMAP")
 
 

@@ -232,13 +232,13 @@ def compare_sets(
         The sets, by name.
     cfg : RunConfig
         ``ood`` (k, metric, quantile, max_per_set, seed), ``evaluate`` (UMAP, mass bins),
-        ``infer.n_samples`` and ``seed``.
+        ``evaluate.compare_samples`` and ``seed``.
     observed : str, optional
         The observed set: UMAP panels against it, the OOD ranking and science figures.
     ood_max : float, optional
         Keep only observed galaxies with the bundle's OOD score ≤ this for the science.
     n_samples : int, optional
-        Posterior samples per galaxy (default ``cfg.infer.n_samples``).
+        Posterior samples per galaxy (default ``cfg.evaluate.compare_samples``).
     use_umap : bool
         Compute the joint UMAP.
 
@@ -268,7 +268,7 @@ def compare_sets(
     if use_umap:
         embedding = _umap(reps, cfg, observed, data, figures)
     if observed is not None:
-        n = int(n_samples or cfg.infer.n_samples)
+        n = int(n_samples or cfg.evaluate.compare_samples)
         posts = {name: posterior_for_set(bundle, es, n, cfg.seed) for name, es in sets.items()}
         ood_obs = None
         if ood_max is not None:
