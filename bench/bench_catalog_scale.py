@@ -16,7 +16,7 @@ weights, 16 posterior samples), so that the pipeline, not the model, is what is 
    process; PSS so that shared object-store pages count once), at 10^5 and 10^6 galaxies.
 5. **Streaming**: the time at which the first part is written, against the job's wall time.
 
-``--quick`` (CI smoke run) uses 10^4 and 4 x 10^4 galaxies.
+``--quick`` (CI smoke run) uses 5,000 and 20,000 galaxies.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def run(quick: bool) -> list[dict]:
 
     set_env_defaults()
     bc = _load_sibling()
-    small_n, big_n = (10_000, 40_000) if quick else (100_000, 1_000_000)
+    small_n, big_n = (5_000, 20_000) if quick else (100_000, 1_000_000)
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     rows: list[dict] = []
     try:
@@ -185,7 +185,7 @@ def run(quick: bool) -> list[dict]:
             two = _job(bc, model, tmp / "big", tmp / "out-2", actors=2)
         finally:
             ray.shutdown()
-        drv, drv_cpu = collector_rate(40_960 if quick else 409_600)
+        drv, drv_cpu = collector_rate(20_480 if quick else 409_600)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     r1, r2 = one["rows"] / one["wall"], two["rows"] / two["wall"]
