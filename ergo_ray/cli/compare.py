@@ -109,6 +109,9 @@ def run(args: argparse.Namespace, cfg: RunConfig) -> int:
     if args.observed is not None and args.observed not in urls:
         msg = f"--observed {args.observed!r} is not one of the sets {list(urls)}"
         raise ConfigError(msg)
+    if args.samples is not None and args.samples < 2:
+        msg = f"--samples must be >= 2, got {args.samples}"
+        raise ConfigError(msg)
     if args.ood_max is not None and not args.ood_max > 0:
         msg = f"--ood-max must be positive, got {args.ood_max}"
         raise ConfigError(msg)

@@ -268,7 +268,7 @@ def compare_sets(
     if use_umap:
         embedding = _umap(reps, cfg, observed, data, figures)
     if observed is not None:
-        n = int(n_samples or cfg.evaluate.compare_samples)
+        n = int(cfg.evaluate.compare_samples if n_samples is None else n_samples)
         posts = {name: posterior_for_set(bundle, es, n, cfg.seed) for name, es in sets.items()}
         ood_obs = None
         if ood_max is not None:

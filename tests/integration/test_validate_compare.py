@@ -161,3 +161,6 @@ def test_compare_usage_errors(pipeline, capsys):
     assert main(["compare", "--model", f"{root}/model", *two, "--observed", "eagle",
                  "--out", out, *common]) == 2
     assert "--observed 'eagle'" in capsys.readouterr().err
+    assert main(["compare", "--model", f"{root}/model", *two, "--samples", "0",
+                 "--out", out, *common]) == 2
+    assert "--samples must be >= 2, got 0" in capsys.readouterr().err
