@@ -18,7 +18,6 @@ fake nodes are children of the head's autoscaler), never with ``ray stop``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -133,14 +132,7 @@ def _start_fake_cluster() -> LocalCluster:
             f"--dashboard-port={dash_port}", f"--ray-client-server-port={_free_port()}",
             f"--dashboard-agent-listen-port={_free_port()}",
             f"--metrics-export-port={_free_port()}"])
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):  # the dashboard may still be starting
-                if len(cluster.nodes()) == 1:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fake cluster's head did not come up")
-            time.sleep(1)
+        cluster.wait_for_nodes(1, "the fake cluster's head did not come up")
     except BaseException:
         cluster.stop()
         raise

@@ -154,6 +154,17 @@ class LocalCluster:
         body = self.api(f"/api/v0/{resource}", query)
         return list(body["data"]["result"]["result"])
 
+    def wait_for_nodes(self, n: int, what: str, timeout_s: float = 60) -> None:
+        """Wait until the state API lists ``n`` nodes; RuntimeError naming ``what`` if not."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with contextlib.suppress(OSError):  # the dashboard may still be starting
+                if len(self.nodes()) == n:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(what)
+            time.sleep(1)
+
     def nodes(self) -> list[dict]:
         """Alive nodes with their resources."""
         return self.state("nodes", state="ALIVE")
@@ -241,14 +252,7 @@ def _start_cluster() -> LocalCluster:
             f"--ray-client-server-port={_free_port()}",
             '--resources={"head_node": 1}', *_common_args()])
         _start_worker_node(cluster)
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):  # the dashboard may still be starting
-                if len(cluster.nodes()) == 2:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the worker node did not join the head")
-            time.sleep(1)
+        cluster.wait_for_nodes(2, "the worker node did not join the head")
     except BaseException:
         cluster.stop()
         raise
