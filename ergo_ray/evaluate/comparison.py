@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,16 +25,16 @@ from ergo_ray.evaluate.ood import (
     fraction_table_markdown,
     ood_scores,
     pair_ranking,
-    standardise,
 )
 from ergo_ray.evaluate.report import Section, html_report, json_bytes, write_files
 from ergo_ray.evaluate.set_posterior import SetPosterior, posterior_for_set
+from ergo_ray.evaluate.umap_embedding import joint_umap
 from ergo_ray.io import storage as st
 
 if TYPE_CHECKING:
     from ergo_ray.config.schema import RunConfig, StorageConfig
 
-__all__ = ["ComparisonResult", "compare_sets", "joint_umap", "write_comparison"]
+__all__ = ["ComparisonResult", "compare_sets", "write_comparison"]
 
 log = logging.getLogger("ergo_ray")
 
@@ -60,71 +59,6 @@ class ComparisonResult:
     ood: OodResult
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
     figures: dict[str, bytes] = field(default_factory=dict)
-
-
-def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float,
-               max_points: int, seed: int = 0, fit_points: int | None = None,
-               n_epochs: int | None = None) -> dict[str, np.ndarray]:
-    """One UMAP of all sets together (equal subsample per set, standardised features).
-
-    Parameters
-    ----------
-    reps : mapping
-        Set name → (N_i, D) representations.
-    n_neighbors : int
-        UMAP ``n_neighbors`` (method: 50); lowered to the number of points − 1 if needed.
-    min_dist : float
-        UMAP ``min_dist`` (method: 0.1).
-    max_points : int
-        Total points embedded (split equally between sets).
-    seed : int
-        Subsampling seed; UMAP's ``random_state`` is 0 as in the method.
-    fit_points : int, optional
-        Fit the map on at most this many of the points (an equal share of each set's
-        points, so every set shapes the map) and place the others with
-        ``UMAP.transform``; None fits on all of them.
-    n_epochs : int, optional
-        Optimisation epochs of the fit (None: umap-learn's default).
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        Set name → (n_i, 2) coordinates, in the order of the subsample.
-    """
-    with warnings.catch_warnings():
-        # umap-learn warns at import that TensorFlow (ParametricUMAP) is missing; not used.
-        warnings.simplefilter("ignore", ImportWarning)
-        import umap
-
-    per = max(2, max_points // max(len(reps), 1))
-    rng = np.random.default_rng(seed)
-    std = standardise(reps)
-    parts, names = [], []
-    for name, x in std.items():
-        idx = np.sort(rng.choice(len(x), size=min(per, len(x)), replace=False))
-        parts.append(x[idx])
-        names.append(name)
-    allx = np.concatenate(parts)
-    fit = np.ones(len(allx), dtype=bool)
-    if fit_points is not None and len(allx) > fit_points:
-        share = max(2, fit_points // len(parts))
-        fit[:] = False
-        start = 0
-        for p in parts:
-            fit[start + rng.choice(len(p), size=min(share, len(p)), replace=False)] = True
-            start += len(p)
-    nn = int(min(n_neighbors, int(fit.sum()) - 1))
-    model = umap.UMAP(n_neighbors=nn, min_dist=min_dist, n_components=2,
-                      metric="euclidean", random_state=0, n_jobs=1, n_epochs=n_epochs)
-    emb = np.empty((len(allx), 2), np.float64)
-    emb[fit] = model.fit_transform(allx[fit])
-    if not fit.all():
-        emb[~fit] = model.transform(allx[~fit])
-    out, start = {}, 0
-    for name, p in zip(names, parts, strict=True):
-        out[name] = emb[start:start + len(p)]
-        start += len(p)
-    return out
 
 
 def _science(observed: str, sets: Mapping[str, EvalSet], posts: Mapping[str, SetPosterior],
