@@ -9,6 +9,10 @@ measured in the same run and ``ratio`` is value / peer (or the ratio the goal is
 runs only ``bench_gpu``, the CUDA path (catalogue end to end vs model-only, NNCLR in Ray
 Train vs plain PyTorch, cINN training); ``--quick`` and any run on a CUDA machine include
 it, and without CUDA it runs on the CPU as a smoke run.
+
+Each benchmark runs in a fresh Python process, as if started on its own: the thread settings
+it makes before numpy and torch load (one BLAS/OpenMP thread for the per-core figures) then
+hold, and no thread pool, cache or Ray instance of an earlier benchmark is left beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import importlib.util
 import json
 import math
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -59,6 +65,19 @@ def table(rows: list[dict]) -> str:
     return head + body
 
 
+def _run_isolated(name: str, quick: bool) -> list[dict]:
+    """Run ``bench_<name>.run(quick)`` in a fresh interpreter and return its rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows_file = Path(tmp) / "rows.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name,
+               "--rows", str(rows_file), *(["--quick"] if quick else [])]
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc:
+            msg = f"bench_{name} exited with status {rc}"
+            raise RuntimeError(msg)
+        return json.loads(rows_file.read_text())
+
+
 def _has_cuda() -> bool:
     try:
         import torch
@@ -75,7 +94,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="run the accelerator benchmark (bench_gpu) only")
     p.add_argument("--only", nargs="*", default=None, help="benchmark names to run")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--rows", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.one:  # the child process of _run_isolated
+        rows_one = _load(args.one).run(quick=args.quick)
+        Path(args.rows).write_text(json.dumps(rows_one, default=str))
+        return 0
     names = [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
     if args.quick or _has_cuda():
         names.append("gpu")  # on a CPU only as the smoke run: its figures are the device's
@@ -88,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         try:
-            out = _load(name).run(quick=args.quick)
+            out = _run_isolated(name, args.quick)
         except Exception:
             traceback.print_exc()
             failed.append(name)
