@@ -16,12 +16,13 @@ import numpy as np
 import torch
 
 from ergo_ray.evaluate.ood import standardise
+from ergo_ray.shared.knn import knn_blocks
 
 __all__ = ["ExactSearch", "exact_neighbours", "joint_umap"]
 
 
-def exact_neighbours(query: np.ndarray, reference: np.ndarray, k: int, self_first: bool = False,
-                     block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def exact_neighbours(query: np.ndarray, reference: np.ndarray, k: int,
+                     self_first: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Find the k nearest reference points of each query point by exact Euclidean distance.
 
     Parameters
@@ -36,8 +37,6 @@ def exact_neighbours(query: np.ndarray, reference: np.ndarray, k: int, self_firs
         ``query`` is ``reference``: each point is its own first neighbour at distance
         exactly 0 (UMAP takes a point's nearest non-zero distance as its local scale, and
         a rounding residue on the diagonal would stand in for it).
-    block : int
-        Query rows per distance block.
 
     Returns
     -------
@@ -47,18 +46,13 @@ def exact_neighbours(query: np.ndarray, reference: np.ndarray, k: int, self_firs
         float32 (N, k), ascending.
     """
     q = torch.as_tensor(np.asarray(query, dtype=np.float64))
-    r = torch.as_tensor(np.asarray(reference, dtype=np.float64))
+    r = q if self_first else torch.as_tensor(np.asarray(reference, dtype=np.float64))
     idx = np.empty((len(q), k), np.int32)
     dist = np.empty((len(q), k), np.float32)
     with torch.inference_mode():
-        for start in range(0, len(q), block):
-            d = torch.cdist(q[start:start + block], r)
-            if self_first:
-                rows = torch.arange(d.shape[0])
-                d[rows, rows + start] = -1.0
-            vals, ind = torch.topk(d, k, dim=1, largest=False, sorted=True)
-            idx[start:start + block] = ind.numpy()
-            dist[start:start + block] = vals.clamp_min(0.0).numpy()
+        for rows, vals, ind in knn_blocks(q, r, k, p=2.0, zero_diagonal=self_first):
+            idx[rows] = ind.numpy()
+            dist[rows] = vals.clamp_min(0.0).numpy()
     return idx, dist
 
 

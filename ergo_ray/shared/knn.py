@@ -22,7 +22,8 @@ __all__ = ["Metric", "knn_blocks", "kth_neighbour_distance"]
 
 
 def knn_blocks(
-    query: torch.Tensor, reference: torch.Tensor, k: int, *, p: float = 2.0, block: int = 2048
+    query: torch.Tensor, reference: torch.Tensor, k: int, *, p: float = 2.0, block: int = 2048,
+    zero_diagonal: bool = False,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield the k nearest reference points of each block of queries: the one k-NN kernel.
 
@@ -38,6 +39,9 @@ def knn_blocks(
         Minkowski exponent of the distance (1: Manhattan, 2: Euclidean).
     block : int
         Query rows per block (bounds memory to ``block × M`` distances).
+    zero_diagonal : bool
+        ``query`` is ``reference``: each point's distance to itself is set to exactly 0
+        (``cdist``'s matrix-product path leaves a rounding residue there).
 
     Yields
     ------
@@ -51,6 +55,9 @@ def knn_blocks(
     for start in range(0, query.shape[0], block):
         rows = slice(start, start + block)
         d = torch.cdist(query[rows], reference, p=p)
+        if zero_diagonal:
+            own = torch.arange(d.shape[0], device=d.device)
+            d[own, own + start] = 0.0
         vals, idx = torch.topk(d, k, dim=1, largest=False, sorted=True)
         yield rows, vals, idx
 

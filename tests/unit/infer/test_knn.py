@@ -1,4 +1,4 @@
-"""Exact k-th neighbour distances: faiss (CPU, L1) and torch agree with brute force."""
+"""Exact k-NN: faiss (CPU, L1) and torch agree with brute force; the diagonal can be exact."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ergo_ray.shared.knn import kth_neighbour_distance
+from ergo_ray.shared.knn import knn_blocks, kth_neighbour_distance
 
 
 def _brute(q: np.ndarray, r: np.ndarray, k: int, p: float, exclude_self: bool):
@@ -36,3 +36,15 @@ def test_too_few_reference_points():
     x = np.zeros((3, 4), np.float32)
     with pytest.raises(ValueError, match="k=3 needs at least 4"):
         kth_neighbour_distance(x, x, 3, exclude_self=True, device="cpu")
+
+
+def test_zero_diagonal_sets_each_points_own_distance_to_exactly_zero():
+    x = torch.as_tensor(np.random.default_rng(3).normal(size=(300, 64)) * 10)
+    plain = list(knn_blocks(x, x, 4, p=2.0, block=128))
+    zeroed = list(knn_blocks(x, x, 4, p=2.0, block=128, zero_diagonal=True))
+    d0 = torch.cat([v for _, v, _ in plain])
+    d1 = torch.cat([v for _, v, _ in zeroed])
+    i1 = torch.cat([i for _, _, i in zeroed])
+    assert (d0[:, 0] > 0).any()  # cdist's matrix-product path leaves a residue on the diagonal
+    assert (d1[:, 0] == 0).all() and (i1[:, 0] == torch.arange(300)).all()
+    torch.testing.assert_close(d1[:, 1:], d0[:, 1:])
