@@ -16,7 +16,7 @@ weights, 16 posterior samples), so that the pipeline, not the model, is what is 
    process; PSS so that shared object-store pages count once), at 10^5 and 10^6 galaxies.
 5. **Streaming**: the time at which the first part is written, against the job's wall time.
 
-``--quick`` (CI smoke run) uses 5,000 and 20,000 galaxies.
+``--quick`` (CI smoke run) uses 2,000 and 8,000 galaxies.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def run(quick: bool) -> list[dict]:
 
     set_env_defaults()
     bc = _load_sibling()
-    small_n, big_n = (5_000, 20_000) if quick else (100_000, 1_000_000)
+    small_n, big_n = (2_000, 8_000) if quick else (100_000, 1_000_000)
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     rows: list[dict] = []
     try:

@@ -129,7 +129,7 @@ def _throughput(preset: str, data: list[str] | None, quick: bool, tmp: str) -> l
     if not data:
         data = write_toy_prepared_shards(st.join(tmp, "toy"), 400 if quick else 1500,
                                          size=cfg.preprocess.size, rows_per_file=256)
-    epochs = 3 if quick else 5
+    epochs = 2 if quick else 5
     inputs = check_inputs(cfg, data, workers=1, epochs=epochs)
     out = st.join(tmp, "ray-run")
     gpu = cfg.cluster.use_gpu and torch.cuda.is_available()
