@@ -65,6 +65,12 @@ def table(rows: list[dict]) -> str:
     return head + body
 
 
+def _plain(value: object) -> object:
+    """JSON form of a numpy scalar (its Python value) or of anything else (its text)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
 def _run_isolated(name: str, quick: bool) -> list[dict]:
     """Run ``bench_<name>.run(quick)`` in a fresh interpreter and return its rows."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.one:  # the child process of _run_isolated
         rows_one = _load(args.one).run(quick=args.quick)
-        Path(args.rows).write_text(json.dumps(rows_one, default=str))
+        Path(args.rows).write_text(json.dumps(rows_one, default=_plain))
         return 0
     names = [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
     if args.quick or _has_cuda():
