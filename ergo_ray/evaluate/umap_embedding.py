@@ -21,22 +21,20 @@ from ergo_ray.shared.knn import knn_blocks
 __all__ = ["ExactSearch", "exact_neighbours", "joint_umap"]
 
 
-def exact_neighbours(query: np.ndarray, reference: np.ndarray, k: int,
-                     self_first: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def exact_neighbours(query: np.ndarray, k: int,
+                     reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Find the k nearest reference points of each query point by exact Euclidean distance.
 
     Parameters
     ----------
     query : numpy.ndarray
         (N, D) points.
-    reference : numpy.ndarray
-        (M, D) points, ``k <= M``.
     k : int
         Neighbours per query point.
-    self_first : bool
-        ``query`` is ``reference``: each point is its own first neighbour at distance
-        exactly 0 (UMAP takes a point's nearest non-zero distance as its local scale, and
-        a rounding residue on the diagonal would stand in for it).
+    reference : numpy.ndarray, optional
+        (M, D) points, ``k <= M``. None: the query points themselves, each its own first
+        neighbour at distance exactly 0 (UMAP takes a point's nearest non-zero distance as
+        its local scale, and a rounding residue on the diagonal would stand in for it).
 
     Returns
     -------
@@ -46,11 +44,11 @@ def exact_neighbours(query: np.ndarray, reference: np.ndarray, k: int,
         float32 (N, k), ascending.
     """
     q = torch.as_tensor(np.asarray(query, dtype=np.float64))
-    r = q if self_first else torch.as_tensor(np.asarray(reference, dtype=np.float64))
+    r = q if reference is None else torch.as_tensor(np.asarray(reference, dtype=np.float64))
     idx = np.empty((len(q), k), np.int32)
     dist = np.empty((len(q), k), np.float32)
     with torch.inference_mode():
-        for rows, vals, ind in knn_blocks(q, r, k, p=2.0, zero_diagonal=self_first):
+        for rows, vals, ind in knn_blocks(q, r, k, p=2.0, zero_diagonal=reference is None):
             idx[rows] = ind.numpy()
             dist[rows] = vals.clamp_min(0.0).numpy()
     return idx, dist
@@ -78,7 +76,7 @@ class ExactSearch:
               epsilon: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
         """Return (indices, distances) of the k fitted points nearest to each query point."""
         del epsilon
-        return exact_neighbours(query, self._data, k)
+        return exact_neighbours(query, k, self._data)
 
 
 def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float,
@@ -134,7 +132,7 @@ def joint_umap(reps: Mapping[str, np.ndarray], n_neighbors: int, min_dist: float
             start += len(p)
     fitx = allx[fit]
     nn = int(min(n_neighbors, len(fitx) - 1))
-    knn = (*exact_neighbours(fitx, fitx, nn, self_first=True), ExactSearch(fitx))
+    knn = (*exact_neighbours(fitx, nn), ExactSearch(fitx))
     model = umap.UMAP(n_neighbors=nn, min_dist=min_dist, n_components=2,
                       metric="euclidean", random_state=0, n_jobs=1, n_epochs=n_epochs,
                       precomputed_knn=knn)

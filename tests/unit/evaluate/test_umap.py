@@ -36,7 +36,7 @@ def test_exact_neighbours_give_umaps_own_exact_graph():
     x = np.random.default_rng(2).normal(size=(600, 12))
     # below 4,096 points umap-learn computes every distance itself: the reference graph
     own = umap.UMAP(n_neighbors=15, random_state=0, n_epochs=10, n_jobs=1).fit(x)
-    idx, dist = exact_neighbours(x, x, 15, self_first=True)
+    idx, dist = exact_neighbours(x, 15)
     assert (idx[:, 0] == np.arange(600)).all() and (dist[:, 0] == 0).all()
     ours = umap.UMAP(n_neighbors=15, random_state=0, n_epochs=10, n_jobs=1,
                      precomputed_knn=(idx, dist, ExactSearch(x))).fit(x)
