@@ -55,6 +55,20 @@ def throughput(stamp_px: int, n: int, warm: int, domain: str = "tng100") -> tupl
     return n / (time.process_time() - c0), n / (time.perf_counter() - w0)
 
 
+def _regressor():  # type: ignore[no-untyped-def]
+    """The regressor of every row here: gradient-boosted trees, fixed settings and seed."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    return HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
+
+
+def _oracle_features(rows: list[dict]) -> np.ndarray:
+    """(N, F): every ``struct_*`` latent, then log M★, z and the type, per mock row."""
+    keys = sorted(k for k in rows[0] if k.startswith("struct_"))
+    return np.array([[r[k] for k in keys] + [r["log_mstar"], r["redshift"], float(r["is_etg"])]
+                     for r in rows])
+
+
 def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
     """Oracle (all struct_* + mass, z, type) vs mass+z-only regressors of f_ex.
 
@@ -75,19 +89,13 @@ def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
         ``domain``, infers (``oracle_hsc_shift``, ``mass_hsc_shift``) beside the true one
         (``truth_hsc_shift``): how much of ``hsc``'s shift an ideal measurement can see.
     """
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
     from ergo_ray.evaluate.science import exsitu_difference_at_fixed_mass
     from ergo_ray.mock import draw_galaxy
 
     def features(rows: list[dict]) -> dict[str, np.ndarray]:
-        keys = sorted(k for k in rows[0] if k.startswith("struct_"))
-        extra = [[r["log_mstar"], r["redshift"], float(r["is_etg"])] for r in rows]
         return {
-            "oracle": np.array(
-                [[r[k] for k in keys] + e for r, e in zip(rows, extra, strict=True)]
-            ),
-            "mass": np.array([e[:2] for e in extra]),
+            "oracle": _oracle_features(rows),
+            "mass": np.array([[r["log_mstar"], r["redshift"]] for r in rows]),
         }
 
     rows = [draw_galaxy(domain, seed, i).row(0) for i in range(n)]
@@ -105,8 +113,7 @@ def oracle(n: int, domain: str = "tng100", seed: int = 0) -> dict[str, float]:
 
     out: dict[str, float] = {"truth_hsc_shift": shift(y_hsc, y[half:])}
     for name in ("oracle", "mass"):
-        model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
-        model.fit(x[name][:half], y[:half])
+        model = _regressor().fit(x[name][:half], y[:half])
         pred = model.predict(x[name][half:])
         err = pred - y[half:]
         out[f"{name}_rmse"] = float(np.sqrt(np.mean(err**2)))
@@ -133,8 +140,6 @@ def measured(n: int, stamp_px: int = 96, seed: int = 0) -> dict[str, float]:
         ``truth_hsc_shift`` and, for ``measured`` (M, z, Petrosian sizes, concentration) and
         ``oracle`` (struct_* + M, z, type), the inferred ``*_hsc_shift`` and ``*_within``.
     """
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
     from ergo_ray.errors import BadObjectError
     from ergo_ray.evaluate.science import exsitu_difference_at_fixed_mass
     from ergo_ray.mock import mock_object
@@ -144,22 +149,21 @@ def measured(n: int, stamp_px: int = 96, seed: int = 0) -> dict[str, float]:
     sizes = ("log_r50_kpc", "log_r90_kpc", "concentration")
 
     def render(domain: str, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        meas, orac, truth = [], [], []
+        rows, radii = [], []
         for i in range(count):
             row, cut = mock_object(domain, seed, i, 0, stamp_px)
             try:
-                _, radii = prepare_image(cut, size=32)
+                radii.append(prepare_image(cut, size=32)[1])
             except BadObjectError:
                 continue
-            cols = {"r50_px": radii["r50_px"], "r90_px": radii["r90_px"],
-                    "redshift": row["redshift"]}
-            obs = observable_values(sizes, {k: np.array([v], float) for k, v in cols.items()})
-            base = [row["log_mstar"], row["redshift"]]
-            meas.append(base + [float(obs[k][0]) for k in sizes])
-            keys = sorted(k for k in row if k.startswith("struct_"))
-            orac.append([row[k] for k in keys] + base + [float(row["is_etg"])])
-            truth.append(row["true_exsitu_frac"])
-        return np.array(meas), np.array(orac), np.array(truth)
+            rows.append(row)
+        col = lambda src, k: np.array([r[k] for r in src], float)  # noqa: E731
+        obs = observable_values(sizes, {"r50_px": col(radii, "r50_px"),
+                                        "r90_px": col(radii, "r90_px"),
+                                        "redshift": col(rows, "redshift")})
+        meas = np.column_stack([col(rows, "log_mstar"), col(rows, "redshift"),
+                                *(obs[k] for k in sizes)])
+        return meas, _oracle_features(rows), col(rows, "true_exsitu_frac")
 
     m_ref, o_ref, y = render("tng100", n)
     m_hsc, o_hsc, y_hsc = render("hsc", n // 2)
@@ -172,8 +176,7 @@ def measured(n: int, stamp_px: int = 96, seed: int = 0) -> dict[str, float]:
 
     out = {"truth_hsc_shift": shift(y_hsc, y[half:])}
     for name, x, x_hsc in (("measured", m_ref, m_hsc), ("oracle", o_ref, o_hsc)):
-        model = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, random_state=0)
-        model.fit(x[:half], y[:half])
+        model = _regressor().fit(x[:half], y[:half])
         pred = model.predict(x[half:])
         out[f"{name}_within"] = float(np.mean(np.abs(pred - y[half:]) <= 0.1))
         out[f"{name}_hsc_shift"] = shift(model.predict(x_hsc), pred)
