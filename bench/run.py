@@ -107,13 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         rows_one = _load(args.one).run(quick=args.quick)
         Path(args.rows).write_text(json.dumps(rows_one, default=_plain))
         return 0
-    names = [n for n in ORDER if (HERE / f"bench_{n}.py").exists()]
-    if args.quick or _has_cuda():
-        names.append("gpu")  # on a CPU only as the smoke run: its figures are the device's
+    known = [n for n in (*ORDER, "gpu") if (HERE / f"bench_{n}.py").exists()]
+    if args.only:
+        unknown = sorted(set(args.only) - set(known))
+        if unknown:
+            p.error(f"--only: no benchmark {', '.join(unknown)} (known: {', '.join(known)})")
     if args.gpu:
         names = ["gpu"]
     elif args.only:
-        names = [n for n in names if n in args.only]
+        names = [n for n in known if n in args.only]
+    else:
+        # the accelerator benchmark: on a CPU only as the smoke run (its figures are a device's)
+        names = [n for n in known if n != "gpu" or args.quick or _has_cuda()]
     rows: list[dict] = []
     failed = []
     for name in names:
