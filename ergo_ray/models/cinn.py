@@ -155,14 +155,15 @@ def drop_negligible_weights(module: nn.Module) -> int:
     int
         How many non-zero weights were set to zero.
     """
-    dropped = 0
+    counts = []
     with torch.no_grad():
         for p in module.parameters():
             if p.is_floating_point():
                 tiny = (p.abs() < NEGLIGIBLE_WEIGHT) & (p != 0)
-                dropped += int(tiny.sum())
+                counts.append(tiny.sum())
                 p.masked_fill_(tiny, 0.0)
-    return dropped
+    # one device synchronisation for the whole model (it runs after every training epoch)
+    return int(torch.stack(counts).sum()) if counts else 0
 
 
 class ConditionalINN(nn.Module):
